@@ -1,0 +1,1 @@
+"""Thin Lambda entry points: decorate, parse, call the domain once, answer."""

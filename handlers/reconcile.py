@@ -1,0 +1,32 @@
+"""Lambda: a DRS `Source Server Launch Result` event names a job; reconcile its whole wave.
+
+A malformed event is logged, counted and acknowledged (no write, no retry storm); a temporary
+failure raises so Lambda retries it, and the sweep catches anything retries miss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from reconciler.observability import MetricUnit, logger, metrics, tracer
+from reconciler.runtime import services
+from schemas.events import LaunchResultEvent
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        parsed = parse(event=event, model=LaunchResultEvent)
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+        logger.error("malformed DRS event rejected", extra={"problems": problems})
+        metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
+        return {"outcome": "rejected", "problems": problems}
+    logger.append_keys(eventId=parsed.id, jobId=parsed.detail.job_id, sourceServerId=parsed.source_server_id)
+    outcome = services().reconciler.reconcile_job(parsed.detail.job_id)
+    return {"outcome": outcome.value}

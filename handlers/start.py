@@ -1,0 +1,65 @@
+"""Lambda: `POST /executions` validates a plan, records it and starts wave 1's DRS job.
+
+An invalid body gets 400 listing every problem, and nothing is written or started. A start DRS
+refuses gets 409 (or 429 when DRS is throttling or over quota) with the recorded document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from reconciler.executions import PlanInvalid, StartRejected
+from reconciler.observability import logger, metrics, tracer
+from reconciler.runtime import services
+from schemas.api import CreateExecutionRequest, ErrorDocument
+
+app = APIGatewayHttpResolver()
+JSON = "application/json"
+BUSY_CODES = frozenset({"ThrottlingException", "ServiceQuotaExceededException"})
+
+
+def _bad_request(problems: list[str]) -> Response[str]:
+    body = ErrorDocument(message="invalid execution plan", problems=problems)
+    return Response(400, JSON, body.model_dump_json())
+
+
+@app.post("/executions")
+def create_execution() -> Response[str]:
+    try:
+        body = json.loads(app.current_event.body or "")
+    except (ValueError, TypeError):
+        return _bad_request(["body: must be a JSON object"])
+    try:
+        request = CreateExecutionRequest.model_validate(body)
+    except ValidationError as error:
+        return _bad_request([f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()])
+    try:
+        document = services().executions.create(request)
+    except PlanInvalid as invalid:
+        return _bad_request(invalid.problems)
+    except StartRejected as rejected:
+        status = 429 if rejected.code in BUSY_CODES else 409
+        payload = {
+            "message": f"DRS did not start wave 1: {rejected}",
+            "execution": rejected.document.model_dump(by_alias=True),
+        }
+        return Response(status, JSON, json.dumps(payload))
+    logger.info("execution accepted", extra={"executionId": document.execution_id})
+    return Response(
+        202,
+        JSON,
+        document.model_dump_json(by_alias=True),
+        headers={"Location": f"/executions/{document.execution_id}"},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

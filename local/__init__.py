@@ -1,0 +1,1 @@
+"""Local development helpers: the fake DRS service, its model checks, and other offline tools."""

@@ -1,0 +1,52 @@
+"""Render an execution document as a plain-text table for terminals (demo, CLI tools)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLUMNS = (
+    ("HOST", "hostname"),
+    ("SOURCE SERVER", "sourceServerId"),
+    ("LAUNCH", "launchStatus"),
+    ("INSTANCE", "recoveredInstanceId"),
+    ("TYPE", "instanceType"),
+    ("PRIVATE IP", "privateIp"),
+    ("LAUNCH TIME", "launchTime"),
+    ("EC2", "ec2State"),
+)
+
+
+def _cell(value: Any) -> str:
+    return "-" if value in (None, "") else str(value)
+
+
+def render(document: dict[str, Any]) -> str:
+    """The execution header, then per wave a header line and one row per server."""
+    drill = "drill" if document.get("isDrill") else "recovery"
+    lines = [
+        f"Execution {document['executionId']}  {document['name']!r}  ({drill})  status {document['status']}",
+        f"  created {document['createdAt']}  updated {document['updatedAt']}",
+    ]
+    rows = [s for w in document["waves"] for s in w["servers"]]
+    widths = [
+        max(len(title), *(len(_cell(r.get(key))) for r in rows)) if rows else len(title)
+        for title, key in COLUMNS
+    ]
+    header = "  ".join(title.ljust(width) for (title, _), width in zip(COLUMNS, widths, strict=True))
+    for wave in document["waves"]:
+        span = f"{_cell(wave.get('startTime'))} -> {_cell(wave.get('endTime'))}"
+        lines.append("")
+        lines.append(
+            f"Wave {wave['waveNumber']}  {wave['name']}  {wave['status']}  job {_cell(wave.get('jobId'))}  {span}"
+        )
+        if wave.get("error"):
+            lines.append(f"  ! {wave['error']}")
+        lines.append("  " + header)
+        for server in wave["servers"]:
+            cells = [
+                _cell(server.get(key)).ljust(width) for (_, key), width in zip(COLUMNS, widths, strict=True)
+            ]
+            lines.append("  " + "  ".join(cells).rstrip())
+            if server.get("error"):
+                lines.append(f"    ! {server['error']}")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Build the execution document the API serves, and its ETag, from stored records only.
+
+The read path never calls DRS or EC2 and never writes: everything shown here was written by the
+reconciler, wave by wave, in single-item writes that already satisfy I2. The execution's status
+and `updatedAt` are derived from the waves at read time, so they cannot drift from them. The
+ETag is a hash of the item versions: any accepted write changes it, nothing else does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Protocol
+
+from schemas.api import ExecutionDocument, ServerDocument, WaveDocument
+from schemas.records import ExecutionRecord, WaveRecord
+
+from .core import execution_status
+
+
+class StoreReader(Protocol):
+    def get_execution(self, execution_id: str) -> tuple[ExecutionRecord, list[WaveRecord]] | None: ...
+
+
+def execution_document(execution: ExecutionRecord, waves: Sequence[WaveRecord]) -> ExecutionDocument:
+    return ExecutionDocument(
+        execution_id=execution.execution_id,
+        name=execution.name,
+        is_drill=execution.is_drill,
+        status=execution_status(waves).value,
+        created_at=execution.created_at,
+        updated_at=max([execution.updated_at, *(w.updated_at for w in waves)]),
+        waves=[
+            WaveDocument(
+                wave_number=w.wave_number,
+                name=w.name,
+                status=w.status.value,
+                job_id=w.job_id,
+                start_time=w.start_time,
+                end_time=w.end_time,
+                error=w.error,
+                servers=[
+                    ServerDocument(
+                        source_server_id=s.source_server_id,
+                        hostname=s.hostname,
+                        launch_status=s.launch_status.value,
+                        recovered_instance_id=s.recovered_instance_id,
+                        instance_type=s.instance_type,
+                        private_ip=s.private_ip,
+                        launch_time=s.launch_time,
+                        ec2_state=s.ec2_state,
+                        error=s.error,
+                    )
+                    for s in w.servers
+                ],
+            )
+            for w in waves
+        ],
+    )
+
+
+def etag(execution: ExecutionRecord, waves: Sequence[WaveRecord]) -> str:
+    versions = ",".join([f"e{execution.version}", *(f"w{w.wave_number}.{w.version}" for w in waves)])
+    digest = hashlib.sha256(f"{execution.execution_id}|{versions}".encode()).hexdigest()[:20]
+    return f'"{digest}"'
+
+
+def matches(if_none_match: str | None, tag: str) -> bool:
+    """RFC 9110 weak comparison of an If-None-Match header against our tag."""
+    if not if_none_match:
+        return False
+    candidates = [c.strip() for c in if_none_match.split(",")]
+    return "*" in candidates or any(c.removeprefix("W/") == tag for c in candidates)
+
+
+def read_execution(store: StoreReader, execution_id: str) -> tuple[ExecutionDocument, str] | None:
+    """The document and its ETag from one strongly consistent Query; None when unknown."""
+    found = store.get_execution(execution_id)
+    if found is None:
+        return None
+    execution, waves = found
+    return execution_document(execution, waves), etag(execution, waves)

@@ -1,0 +1,138 @@
+"""Read DRS and EC2 truth for one wave's job, in as few paginated calls as the APIs allow.
+
+One DescribeJobs for the job; DescribeRecoveryInstances for the servers that launched, 200 per
+call, keeping only instances of *this* job (a server can have an older one); EC2
+DescribeInstances filtered by `instance-id`, so an instance EC2 cannot see yet is simply absent
+instead of failing the whole batch. Every call goes through a boto3 paginator. Throttling and
+service faults become `TemporaryError`; other API errors `PermanentError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from schemas.times import iso_z, normalize_time
+
+from .errors import classify_aws_error
+from .observation import Ec2Details, Observation, ObservedJob, ObservedServer
+
+DRS_FILTER_MAX = 200
+EC2_FILTER_MAX = 200
+_HAS_INSTANCE = frozenset({"LAUNCHED", "TERMINATED"})
+
+
+def chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def _primary_ip(recovery_instance: dict[str, Any]) -> str | None:
+    interfaces = recovery_instance.get("recoveryInstanceProperties", {}).get("networkInterfaces", [])
+    ordered = sorted(interfaces, key=lambda nic: not nic.get("isPrimary", False))
+    for nic in ordered:
+        for ip in nic.get("ips", []):
+            if ip:
+                return str(ip)
+    return None
+
+
+class DrsObserver:
+    """Builds an `Observation` of one DRS job from injected `drs` and `ec2` clients."""
+
+    def __init__(self, drs: Any, ec2: Any, clock: Callable[[], datetime], *, page_size: int | None = None):
+        self._drs = drs
+        self._ec2 = ec2
+        self._clock = clock
+        self._page = {"PageSize": page_size} if page_size else {}
+        # EC2 wants MaxResults between 5 and 1000.
+        self._ec2_page = {"PageSize": max(5, page_size)} if page_size else {}
+
+    def observe(self, job_id: str) -> Observation:
+        try:
+            job = self._describe_job(job_id)
+            if job is None:
+                return Observation(job=None, observed_at=self._clock())
+            participants = {p["sourceServerID"]: p for p in job.get("participatingServers", [])}
+            launched = sorted(
+                sid
+                for sid, p in participants.items()
+                if p.get("launchStatus") in _HAS_INSTANCE or p.get("recoveryInstanceID")
+            )
+            instances = self._recovery_instances(job_id, launched)
+            ec2_ids = sorted({ri["ec2InstanceID"] for ri in instances.values() if ri.get("ec2InstanceID")})
+            ec2 = self._ec2_details(ec2_ids)
+        except (ClientError, BotoCoreError) as error:
+            raise classify_aws_error(error, f"observe {job_id}") from error
+        servers = {}
+        for sid, participant in participants.items():
+            instance = instances.get(sid, {})
+            ec2_id = instance.get("ec2InstanceID")
+            servers[sid] = ObservedServer(
+                source_server_id=sid,
+                launch_status=str(participant.get("launchStatus", "PENDING")),
+                recovery_instance_id=participant.get("recoveryInstanceID")
+                or instance.get("recoveryInstanceID"),
+                ec2_instance_id=ec2_id,
+                fallback_ip=_primary_ip(instance) if instance else None,
+                ec2=ec2.get(ec2_id) if ec2_id else None,
+            )
+        initiated = job.get("initiatedBy")
+        return Observation(
+            job=ObservedJob(
+                job_id=job_id,
+                status=str(job.get("status", "PENDING")),
+                creation_time=normalize_time(job.get("creationDateTime")),
+                end_time=normalize_time(job.get("endDateTime")),
+                is_drill=(initiated == "START_DRILL")
+                if initiated in ("START_DRILL", "START_RECOVERY")
+                else None,
+                servers=servers,
+            ),
+            observed_at=self._clock(),
+        )
+
+    def _describe_job(self, job_id: str) -> dict[str, Any] | None:
+        pages = self._drs.get_paginator("describe_jobs").paginate(
+            filters={"jobIDs": [job_id]}, PaginationConfig=self._page
+        )
+        for page in pages:
+            for item in page.get("items", []):
+                if item.get("jobID") == job_id:
+                    return dict(item)
+        return None
+
+    def _recovery_instances(self, job_id: str, source_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        paginator = self._drs.get_paginator("describe_recovery_instances")
+        for batch in chunks(source_ids, DRS_FILTER_MAX):
+            for page in paginator.paginate(filters={"sourceServerIDs": batch}, PaginationConfig=self._page):
+                for item in page.get("items", []):
+                    if item.get("jobID") == job_id and item.get("sourceServerID"):
+                        found[item["sourceServerID"]] = item
+        return found
+
+    def _ec2_details(self, instance_ids: Sequence[str]) -> dict[str, Ec2Details]:
+        details: dict[str, Ec2Details] = {}
+        paginator = self._ec2.get_paginator("describe_instances")
+        for batch in chunks(instance_ids, EC2_FILTER_MAX):
+            pages = paginator.paginate(
+                Filters=[{"Name": "instance-id", "Values": batch}], PaginationConfig=self._ec2_page
+            )
+            for page in pages:
+                for reservation in page.get("Reservations", []):
+                    for instance in reservation.get("Instances", []):
+                        launch = instance.get("LaunchTime")
+                        details[instance["InstanceId"]] = Ec2Details(
+                            instance_id=instance["InstanceId"],
+                            instance_type=instance.get("InstanceType"),
+                            private_ip=instance.get("PrivateIpAddress"),
+                            launch_time=iso_z(launch)
+                            if isinstance(launch, datetime)
+                            else normalize_time(launch),
+                            state=instance.get("State", {}).get("Name"),
+                        )
+        return details

@@ -1,0 +1,97 @@
+"""Wiring: build the services once per Lambda container from settings and cached clients.
+
+Handlers call `services()`; tests call `services.cache_clear()` (and `aws_clients.cache_clear()`)
+after pointing the environment at moto and the DRS fake, or build `Services` directly with the
+clock and id factory they need.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+from .clients import AwsClients, aws_clients, client
+from .executions import Executions
+from .observe import DrsObserver
+from .reconcile import Reconciler
+from .settings import Settings
+from .store import WaveStore
+from .sweep import Sweeper
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_execution_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: WaveStore
+    reconciler: Reconciler
+    sweeper: Sweeper
+    executions: Executions
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        clients: AwsClients,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        new_id: Callable[[], str] = new_execution_id,
+    ) -> Services:
+        store = WaveStore(clients.dynamodb, settings.table_name, page_size=settings.page_size)
+        observer = DrsObserver(clients.drs, clients.ec2, clock, page_size=settings.page_size)
+        reconciler = Reconciler(
+            store,
+            observer,
+            clock,
+            ec2_grace=timedelta(seconds=settings.ec2_grace_seconds),
+            conflict_retries=settings.conflict_retries,
+        )
+        return cls(
+            settings=settings,
+            store=store,
+            reconciler=reconciler,
+            sweeper=Sweeper(store, reconciler, concurrency=settings.sweep_concurrency),
+            executions=Executions(
+                store,
+                clients.drs,
+                clock,
+                new_id,
+                max_servers_per_wave=settings.max_servers_per_wave,
+                page_size=settings.page_size,
+            ),
+        )
+
+
+# The process's time and id sources. Local runs and tests may replace them (then call `reset`)
+# to make runs reproducible; production never does.
+CLOCK: Callable[[], datetime] = utc_now
+NEW_ID: Callable[[], str] = new_execution_id
+
+
+@lru_cache(maxsize=1)
+def services() -> Services:
+    return Services.build(Settings.from_env(os.environ), aws_clients(), clock=CLOCK, new_id=NEW_ID)
+
+
+@lru_cache(maxsize=1)
+def read_store() -> WaveStore:
+    """The read path's store: a DynamoDB client only, so the GET function builds nothing else."""
+    return WaveStore(client("dynamodb"), Settings.from_env(os.environ).table_name)
+
+
+def reset() -> None:
+    """Forget cached settings and clients (tests re-point the environment between cases)."""
+    services.cache_clear()
+    read_store.cache_clear()
+    client.cache_clear()

@@ -1,0 +1,38 @@
+"""Configuration read once from the environment and validated.
+
+A table name never has a default: a function deployed without `TABLE_NAME` fails at cold start
+with a clear message instead of writing to a table of someone else's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    table_name: str = Field(min_length=3, max_length=255)
+    ec2_grace_seconds: int = Field(default=900, ge=0, le=86_400)
+    max_servers_per_wave: int = Field(default=100, ge=1, le=200)
+    sweep_concurrency: int = Field(default=8, ge=1, le=64)
+    conflict_retries: int = Field(default=5, ge=1, le=50)
+    page_size: int | None = Field(default=None, ge=1, le=1000)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        names = {
+            "table_name": "TABLE_NAME",
+            "ec2_grace_seconds": "EC2_GRACE_SECONDS",
+            "max_servers_per_wave": "MAX_SERVERS_PER_WAVE",
+            "sweep_concurrency": "SWEEP_CONCURRENCY",
+            "conflict_retries": "CONFLICT_RETRIES",
+            "page_size": "AWS_PAGE_SIZE",
+        }
+        values = {field: environ[env] for field, env in names.items() if environ.get(env)}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise RuntimeError(f"invalid configuration: {error}") from error

@@ -1,0 +1,269 @@
+"""The only code that talks to DynamoDB, and the one place the version rule lives.
+
+One table. An execution is `pk=EXEC#<id>, sk=EXEC`; each wave is `pk=EXEC#<id>, sk=WAVE#0001`
+and holds its servers, so one Query reads a whole execution and one UpdateItem changes a whole
+wave atomically. Two sparse, keys-only indexes: `byJob` (a wave from its DRS job id) and
+`inflight` (waves with a job that is not yet terminal, sharded so the sweep's writes spread).
+Every mutable item carries `version`; `_version_guard` states the rule once, after PynamoDB:
+no stored version means the item must not exist, otherwise the stored version must equal the
+one we read, and the write stores the next one (I3, I4).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from schemas.records import ExecutionRecord, WaveRecord
+
+from .errors import PermanentError, VersionConflict, classify_aws_error, client_error_code
+
+JOB_INDEX = "byJob"
+INFLIGHT_INDEX = "inflight"
+INFLIGHT_SHARDS = 4
+ITEM_LIMIT_BYTES = 400 * 1024
+ITEM_GUARD_BYTES = 350 * 1024
+EXECUTION_SK = "EXEC"
+
+_WAVE_ATTRS = tuple(field.alias or name for name, field in WaveRecord.model_fields.items())
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class WaveKey:
+    pk: str
+    sk: str
+
+    def as_key(self) -> dict[str, Any]:
+        return {"pk": {"S": self.pk}, "sk": {"S": self.sk}}
+
+
+def execution_pk(execution_id: str) -> str:
+    return f"EXEC#{execution_id}"
+
+
+def wave_key(execution_id: str, wave_number: int) -> WaveKey:
+    return WaveKey(execution_pk(execution_id), f"WAVE#{wave_number:04d}")
+
+
+def inflight_shard(key: WaveKey) -> str:
+    return f"S{zlib.crc32(f'{key.pk}|{key.sk}'.encode()) % INFLIGHT_SHARDS}"
+
+
+def estimate_item_bytes(item: dict[str, Any]) -> int:
+    """A conservative upper bound of DynamoDB's item size (names + JSON-encoded values)."""
+    return sum(
+        len(name.encode()) + len(json.dumps(value, default=str).encode()) for name, value in item.items()
+    )
+
+
+def _version_guard(expected: int | None) -> tuple[str, dict[str, str], dict[str, Any], int]:
+    """The version rule, stated once: (condition, names, values, version to write)."""
+    if expected is None:
+        return "attribute_not_exists(#pk)", {"#pk": "pk"}, {}, 1
+    return "#version = :expected", {"#version": "version"}, {":expected": {"N": str(expected)}}, expected + 1
+
+
+def _to_attrs(plain: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in plain.items()}
+
+
+def from_attrs(item: dict[str, Any]) -> dict[str, Any]:
+    """Raw attribute values (as in a ConditionalCheckFailed `Item`) to plain Python."""
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def wave_from_item(item: dict[str, Any]) -> WaveRecord:
+    return WaveRecord.model_validate(from_attrs(item))
+
+
+class WaveStore:
+    """DynamoDB access for executions and waves; clients are injected, never built here."""
+
+    def __init__(self, client: Any, table_name: str, *, page_size: int | None = None) -> None:
+        self._client = client
+        self._table = table_name
+        self._page = {"Limit": page_size} if page_size else {}
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get_execution(self, execution_id: str) -> tuple[ExecutionRecord, list[WaveRecord]] | None:
+        """The execution and all its waves from one strongly consistent Query (one request
+        unless the execution is larger than a 1 MB page)."""
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": "pk"},
+            "ExpressionAttributeValues": {":pk": {"S": execution_pk(execution_id)}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._call("query", request)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        execution = None
+        waves = []
+        for raw in items:
+            plain = from_attrs(raw)
+            if plain.get("sk") == EXECUTION_SK:
+                execution = ExecutionRecord.model_validate(plain)
+            else:
+                waves.append(WaveRecord.model_validate(plain))
+        if execution is None:
+            return None
+        return execution, sorted(waves, key=lambda w: w.wave_number)
+
+    def get_wave(self, key: WaveKey) -> WaveRecord | None:
+        reply = self._call(
+            "get_item", {"TableName": self._table, "Key": key.as_key(), "ConsistentRead": True}
+        )
+        item = reply.get("Item")
+        return wave_from_item(item) if item else None
+
+    def find_wave_by_job(self, job_id: str) -> WaveKey | None:
+        reply = self._call(
+            "query",
+            {
+                "TableName": self._table,
+                "IndexName": JOB_INDEX,
+                "KeyConditionExpression": "#job = :job",
+                "ExpressionAttributeNames": {"#job": "jobId"},
+                "ExpressionAttributeValues": {":job": {"S": job_id}},
+            },
+        )
+        items = reply.get("Items", [])
+        if not items:
+            return None
+        return WaveKey(items[0]["pk"]["S"], items[0]["sk"]["S"])
+
+    def inflight_waves(self) -> Iterator[WaveKey]:
+        """Every wave with a job that is not terminal, shard by shard, page by page."""
+        for shard in range(INFLIGHT_SHARDS):
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": INFLIGHT_INDEX,
+                "KeyConditionExpression": "#inflight = :shard",
+                "ExpressionAttributeNames": {"#inflight": "inflight"},
+                "ExpressionAttributeValues": {":shard": {"S": f"S{shard}"}},
+                **self._page,
+            }
+            while True:
+                page = self._call("query", request)
+                for item in page.get("Items", []):
+                    yield WaveKey(item["pk"]["S"], item["sk"]["S"])
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create_execution(
+        self, execution: ExecutionRecord, waves: Sequence[WaveRecord]
+    ) -> tuple[ExecutionRecord, list[WaveRecord]]:
+        """Write a new execution and its waves all-or-nothing (none may exist yet); return them
+        as stored."""
+        condition, names, values, version = _version_guard(None)
+        execution = execution.model_copy(update={"version": version})
+        waves = [w.model_copy(update={"version": version}) for w in waves]
+        actions = []
+        exec_item = {
+            "pk": execution_pk(execution.execution_id),
+            "sk": EXECUTION_SK,
+            "itemType": "EXECUTION",
+            **execution.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        }
+        for plain in [exec_item, *(self._wave_item(w) for w in waves)]:
+            self._guard_size(plain)
+            put: dict[str, Any] = {
+                "TableName": self._table,
+                "Item": _to_attrs(plain),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+            }
+            if values:
+                put["ExpressionAttributeValues"] = values
+            actions.append({"Put": put})
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as error:
+            if client_error_code(error) == "TransactionCanceledException":
+                raise VersionConflict(None, None) from error
+            raise classify_aws_error(error, "TransactWriteItems") from error
+        return execution, waves
+
+    def write_wave(self, wave: WaveRecord, *, updated_at: str) -> WaveRecord:
+        """Store `wave` if the stored version is still `wave.version`; return what was stored.
+
+        Raises VersionConflict (with the current item when DynamoDB returns it) otherwise.
+        """
+        key = wave_key(wave.execution_id, wave.wave_number)
+        condition, names, values, version = _version_guard(wave.version)
+        written = wave.model_copy(update={"version": version, "updated_at": updated_at})
+        plain = self._wave_item(written)
+        self._guard_size(plain)
+        set_names = [name for name in plain if name not in ("pk", "sk")]
+        removed = [name for name in (*_WAVE_ATTRS, "inflight") if name not in plain]
+        names = dict(names)
+        values = dict(values)
+        sets = []
+        for i, name in enumerate(set_names):
+            names[f"#s{i}"] = name
+            values[f":s{i}"] = _serializer.serialize(plain[name])
+            sets.append(f"#s{i} = :s{i}")
+        expression = "SET " + ", ".join(sets)
+        if removed:
+            for i, name in enumerate(removed):
+                names[f"#r{i}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=key.as_key(),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if client_error_code(error) == "ConditionalCheckFailedException":
+                raise VersionConflict(wave.version, error.response.get("Item")) from error
+            raise classify_aws_error(error, "UpdateItem") from error
+        return written
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _wave_item(self, wave: WaveRecord) -> dict[str, Any]:
+        key = wave_key(wave.execution_id, wave.wave_number)
+        plain: dict[str, Any] = {
+            "pk": key.pk,
+            "sk": key.sk,
+            "itemType": "WAVE",
+            **wave.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        }
+        if wave.job_id and not wave.is_terminal:
+            plain["inflight"] = inflight_shard(key)
+        return plain
+
+    @staticmethod
+    def _guard_size(plain: dict[str, Any]) -> None:
+        size = estimate_item_bytes(plain)
+        if size > ITEM_GUARD_BYTES:
+            raise PermanentError(f"item {plain.get('pk')}/{plain.get('sk')} would be ~{size} bytes")
+
+    def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            reply: dict[str, Any] = getattr(self._client, operation)(**request)
+        except ClientError as error:
+            raise classify_aws_error(error, operation) from error
+        return reply

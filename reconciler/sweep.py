@@ -1,0 +1,60 @@
+"""The scheduled sweep: reconcile every in-flight wave, because DRS events are best effort.
+
+Events can be lost, and a DRS job can complete after its last Launch Result, so correctness
+rests here (I6). Only waves in the sparse `inflight` index are visited: a finished wave costs
+nothing. Waves are reconciled by a bounded pool (boto3 clients are thread-safe); one wave's
+failure is logged and counted, and never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .errors import ReconcilerError
+from .observability import MetricUnit, logger, metrics
+from .reconcile import Reconciler
+from .store import WaveKey, WaveStore
+
+
+@dataclass
+class SweepReport:
+    visited: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"visited": self.visited, "outcomes": dict(self.outcomes), "errors": self.errors}
+
+
+class Sweeper:
+    def __init__(self, store: WaveStore, reconciler: Reconciler, *, concurrency: int) -> None:
+        self._store = store
+        self._reconciler = reconciler
+        self._concurrency = concurrency
+
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+
+        def one(key: WaveKey) -> str:
+            try:
+                return self._reconciler.reconcile_wave(key).value
+            except ReconcilerError as error:
+                logger.warning(
+                    "sweep could not reconcile wave", extra={"pk": key.pk, "sk": key.sk, "error": str(error)}
+                )
+                return "error"
+
+        with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="sweep") as pool:
+            for outcome in pool.map(one, self._store.inflight_waves()):
+                report.visited += 1
+                if outcome == "error":
+                    report.errors += 1
+                else:
+                    report.outcomes[outcome] += 1
+        metrics.add_metric(name="SweptWaves", unit=MetricUnit.Count, value=report.visited)
+        if report.errors:
+            metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=report.errors)
+        logger.info("sweep finished", extra=report.as_dict())
+        return report

@@ -1,0 +1,125 @@
+"""What we store: one item per wave (the unit of atomic write) and one per execution.
+
+A wave item holds all of its servers, so a wave's status and its servers' EC2 details always
+change in the same single-item write: a DynamoDB Query is only read-committed against
+transactions, and keeping the "never green without EC2 data" rule inside one item is what makes
+every read consistent. Field names are camelCase in storage and on the wire alike.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class WaveStatus(StrEnum):
+    PENDING = "PENDING"
+    LAUNCHING = "LAUNCHING"
+    COMPLETED = "COMPLETED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_WAVE_STATUSES = frozenset(
+    {WaveStatus.COMPLETED, WaveStatus.PARTIAL, WaveStatus.FAILED, WaveStatus.CANCELLED}
+)
+
+# I1: the only moves a wave's status may make. Anything else is a regression.
+WAVE_TRANSITIONS: dict[WaveStatus, frozenset[WaveStatus]] = {
+    WaveStatus.PENDING: frozenset({WaveStatus.LAUNCHING, WaveStatus.FAILED, WaveStatus.CANCELLED}),
+    WaveStatus.LAUNCHING: frozenset(
+        {WaveStatus.COMPLETED, WaveStatus.PARTIAL, WaveStatus.FAILED, WaveStatus.CANCELLED}
+    ),
+    WaveStatus.COMPLETED: frozenset(),
+    WaveStatus.PARTIAL: frozenset(),
+    WaveStatus.FAILED: frozenset(),
+    WaveStatus.CANCELLED: frozenset(),
+}
+
+
+class LaunchStatus(StrEnum):
+    """DRS's per-server launchStatus (botocore model enum), as we store it."""
+
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    LAUNCHED = "LAUNCHED"
+    FAILED = "FAILED"
+    TERMINATED = "TERMINATED"
+
+
+# DRS launchStatus is a graph, not a number line: TERMINATED only follows LAUNCHED.
+LAUNCH_TRANSITIONS: dict[LaunchStatus, frozenset[LaunchStatus]] = {
+    LaunchStatus.PENDING: frozenset({LaunchStatus.IN_PROGRESS, LaunchStatus.LAUNCHED, LaunchStatus.FAILED}),
+    LaunchStatus.IN_PROGRESS: frozenset({LaunchStatus.LAUNCHED, LaunchStatus.FAILED}),
+    LaunchStatus.LAUNCHED: frozenset({LaunchStatus.TERMINATED}),
+    LaunchStatus.FAILED: frozenset(),
+    LaunchStatus.TERMINATED: frozenset(),
+}
+
+
+class ExecutionStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True, use_enum_values=False
+    )
+
+
+class ServerRecord(_Record):
+    source_server_id: str
+    hostname: str | None = None
+    launch_status: LaunchStatus = LaunchStatus.PENDING
+    recovery_instance_id: str | None = None
+    recovered_instance_id: str | None = None
+    instance_type: str | None = None
+    private_ip: str | None = None
+    launch_time: str | None = None
+    ec2_state: str | None = None
+    error: str | None = None
+
+    @property
+    def has_ec2_details(self) -> bool:
+        """The four fields an operator needs for a recovered server (I2)."""
+        return all((self.recovered_instance_id, self.instance_type, self.private_ip, self.launch_time))
+
+
+class WaveRecord(_Record):
+    execution_id: str
+    wave_number: int = Field(ge=1)
+    name: str
+    status: WaveStatus = WaveStatus.PENDING
+    is_drill: bool
+    job_id: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    job_end_time: str | None = None
+    error: str | None = None
+    servers: tuple[ServerRecord, ...]
+    version: int = Field(ge=0)
+    created_at: str
+    updated_at: str
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_WAVE_STATUSES
+
+
+class ExecutionRecord(_Record):
+    execution_id: str
+    name: str
+    is_drill: bool
+    wave_count: int = Field(ge=1)
+    version: int = Field(ge=0)
+    created_at: str
+    updated_at: str
