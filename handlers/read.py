@@ -27,7 +27,7 @@ def _error(status: int, message: str) -> Response[str]:
 
 @app.get("/executions/<executionId>")
 def get_execution(executionId: str) -> Response[str]:
-    if not EXECUTION_ID.match(executionId):
+    if not EXECUTION_ID.fullmatch(executionId):
         return _error(400, "executionId must be a lowercase UUID4")
     logger.append_keys(executionId=executionId)
     found = read_execution(read_store(), executionId)

@@ -1,7 +1,8 @@
 """Lambda: `POST /executions` validates a plan, records it and starts wave 1's DRS job.
 
 An invalid body gets 400 listing every problem, and nothing is written or started. A start DRS
-refuses gets 409 (or 429 when DRS is throttling or over quota) with the recorded document.
+refuses gets 409 (or 429 when DRS is throttling or over quota) with the recorded document; DRS
+unavailable before anything was written gets 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from reconciler.errors import TemporaryError
 from reconciler.executions import PlanInvalid, StartRejected
 from reconciler.observability import logger, metrics, tracer
 from reconciler.runtime import services
@@ -42,6 +44,12 @@ def create_execution() -> Response[str]:
         document = services().executions.create(request)
     except PlanInvalid as invalid:
         return _bad_request(invalid.problems)
+    except TemporaryError as busy:
+        logger.warning("DRS busy, nothing started", extra={"error": str(busy)})
+        body = ErrorDocument(
+            message=f"DRS is busy or unavailable, nothing was started; retry shortly ({busy})"
+        )
+        return Response(503, JSON, body.model_dump_json(), headers={"Retry-After": "5"})
     except StartRejected as rejected:
         status = 429 if rejected.code in BUSY_CODES else 409
         payload = {

@@ -223,3 +223,19 @@ class LocalStack:
             raise AssertionError(f"GET /executions/{execution_id} answered {status}: {body}")
         document: dict[str, Any] = body
         return document
+
+
+def snapshot(stack: LocalStack) -> list[dict[str, Any]]:
+    """Every item of the stack's table, raw (for restoring the same starting point later)."""
+    items: list[dict[str, Any]] = []
+    for page in stack.dynamodb.get_paginator("scan").paginate(TableName=stack.table_name):
+        items.extend(page["Items"])
+    return items
+
+
+def restore(stack: LocalStack, items: list[dict[str, Any]]) -> None:
+    """Replace the table's content with `items` (as taken by `snapshot`)."""
+    for item in snapshot(stack):
+        stack.dynamodb.delete_item(TableName=stack.table_name, Key={"pk": item["pk"], "sk": item["sk"]})
+    for item in items:
+        stack.dynamodb.put_item(TableName=stack.table_name, Item=item)

@@ -135,7 +135,9 @@ def next_state(stored: WaveRecord, observed: Observation, *, ec2_grace: timedelt
         "start_time": stored.start_time or normalize_time(job.creation_time),
         "is_drill": stored.is_drill if job.is_drill is None else job.is_drill,
     }
-    if job.status == "COMPLETED":
+    # One step at a time along the graph (I1): a PENDING wave first becomes LAUNCHING. Our
+    # writers record a job and LAUNCHING together, so this only guards hand-made records.
+    if job.status == "COMPLETED" and stored.status is WaveStatus.LAUNCHING:
         job_end = stored.job_end_time or normalize_time(job.end_time) or iso_z(now)
         update["job_end_time"] = job_end
         waiting_for_ec2 = any(s.launch_status in _LAUNCHED and not s.has_ec2_details for s in servers)

@@ -28,6 +28,9 @@ from .store import WaveStore
 
 TAG_EXECUTION = "drs-reconciler:executionId"
 TAG_WAVE = "drs-reconciler:waveNumber"
+# An execution is created in one transaction (at most 100 items, 4 MB): 50 waves plus the
+# execution item keeps far inside both, even with 200-server waves.
+MAX_WAVES = 50
 
 
 class PlanInvalid(PermanentError):
@@ -49,8 +52,8 @@ class StartRejected(ReconcilerError):
 def plan_problems(request: CreateExecutionRequest, max_servers_per_wave: int) -> list[str]:
     """Every semantic problem of a plan at once (shape and types were checked by the model)."""
     problems: list[str] = []
-    if not request.waves:
-        problems.append("waves: at least one wave is required")
+    if not 1 <= len(request.waves) <= MAX_WAVES:
+        problems.append(f"waves: needs 1 to {MAX_WAVES} waves, got {len(request.waves)}")
     first_wave: dict[str, int] = {}
     for number, wave in enumerate(request.waves, start=1):
         where = f"waves[{number - 1}] ({wave.name!r})"
@@ -58,7 +61,7 @@ def plan_problems(request: CreateExecutionRequest, max_servers_per_wave: int) ->
         if not 1 <= count <= max_servers_per_wave:
             problems.append(f"{where}: needs 1 to {max_servers_per_wave} source servers, got {count}")
         for sid in wave.source_server_ids:
-            if not SOURCE_SERVER_ID.match(sid):
+            if not SOURCE_SERVER_ID.fullmatch(sid):
                 problems.append(
                     f"{where}: {sid!r} is not a DRS source server id (s- and 17 letters or digits)"
                 )

@@ -243,6 +243,10 @@ class WaveStore:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def wave_item_bytes(self, wave: WaveRecord) -> int:
+        """The estimated stored size of a wave's item (what `_guard_size` checks)."""
+        return estimate_item_bytes(self._wave_item(wave))
+
     def _wave_item(self, wave: WaveRecord) -> dict[str, Any]:
         key = wave_key(wave.execution_id, wave.wave_number)
         plain: dict[str, Any] = {

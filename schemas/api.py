@@ -14,8 +14,9 @@ import re
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-EXECUTION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-SOURCE_SERVER_ID = re.compile(r"^s-[0-9a-zA-Z]{17}$")
+# Use with `fullmatch`: `$` would also accept a trailing newline.
+EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+SOURCE_SERVER_ID = re.compile(r"s-[0-9a-zA-Z]{17}")
 
 
 class _ApiModel(BaseModel):
@@ -34,7 +35,7 @@ class CreateExecutionRequest(_ApiModel):
 
     name: str = Field(min_length=1, max_length=128)
     is_drill: bool
-    waves: list[WavePlan] = Field(max_length=100)
+    waves: list[WavePlan] = Field(max_length=1000)
 
 
 class ServerDocument(_ApiModel):

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 JOB_ID_PATTERN = r"^drsjob-[0-9a-zA-Z]{17}$"
-SOURCE_SERVER_ARN = re.compile(r"^arn:aws[a-z-]*:drs:[a-z0-9-]+:\d{12}:source-server/(s-[0-9a-zA-Z]{17})$")
+SOURCE_SERVER_ARN = re.compile(r"arn:aws[a-z-]*:drs:[a-z0-9-]+:\d{12}:source-server/(s-[0-9a-zA-Z]{17})")
 
 LAUNCH_RESULT = "DRS Source Server Launch Result"
 
@@ -30,13 +30,13 @@ class LaunchResultDetail(BaseModel):
 
     @field_validator("is_drill", mode="before")
     @classmethod
-    def _drill_flag(cls, value: object) -> object:
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered in ("true", "false"):
-                return lowered == "true"
-            raise ValueError("is-drill must be 'TRUE' or 'FALSE'")
-        return value
+    def _drill_flag(cls, value: object) -> bool:
+        """ "TRUE"/"FALSE" in any case, or a JSON boolean; nothing ambiguous (1, "yes", null)."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValueError("is-drill must be 'TRUE', 'FALSE' or a JSON boolean")
 
 
 class LaunchResultEvent(EventBridgeModel):
@@ -50,7 +50,7 @@ class LaunchResultEvent(EventBridgeModel):
     def source_server_id(self) -> str | None:
         """The one source server the event is about, from its ARN in `resources`."""
         for arn in self.resources:
-            match = SOURCE_SERVER_ARN.match(arn)
+            match = SOURCE_SERVER_ARN.fullmatch(arn)
             if match:
                 return match.group(1)
         return None

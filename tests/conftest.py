@@ -1,0 +1,55 @@
+"""Shared fixtures: the embedded stack (moto + DRS fake + table from serverless.yml) and helpers."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import botocore.endpoint
+import pytest
+
+from local.stack import LocalStack
+
+WRITE_CALLS = (
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:DeleteItem",
+)
+
+
+@pytest.fixture
+def stack() -> Iterator[LocalStack]:
+    with LocalStack() as local:
+        yield local
+
+
+@pytest.fixture
+def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """botocore's retry back-off is recorded instead of slept (the retries still happen)."""
+    delays: list[float] = []
+    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=delays.append))
+    return delays
+
+
+def dynamodb_writes(stack: LocalStack) -> int:
+    return sum(stack.counter.calls[name] for name in WRITE_CALLS)
+
+
+def post_plan(
+    stack: LocalStack, waves: list[list[str]], *, is_drill: bool = True, name: str = "drill"
+) -> dict[str, Any]:
+    """POST a plan whose waves hold the given hostnames (registered with the fake first)."""
+    body = {
+        "name": name,
+        "isDrill": is_drill,
+        "waves": [
+            {"name": f"wave {i + 1}", "sourceServerIds": stack.add_servers(hosts)}
+            for i, hosts in enumerate(waves)
+        ],
+    }
+    status, _, document = stack.http("POST", "/executions", body=body)
+    assert status == 202, document
+    result: dict[str, Any] = document
+    return result

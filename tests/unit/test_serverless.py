@@ -1,0 +1,124 @@
+"""serverless.yml says what the code needs: the functions, their triggers, least-privilege roles,
+retry and dead-letter settings, and the table whose indexes the store queries."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler.store import INFLIGHT_INDEX, JOB_INDEX
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG: dict[str, Any] = yaml.safe_load((ROOT / "serverless.yml").read_text())
+FUNCTIONS = CONFIG["functions"]
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def actions(function: str) -> set[str]:
+    found: set[str] = set()
+    for statement in FUNCTIONS[function]["iamRoleStatements"]:
+        assert statement["Effect"] == "Allow"
+        found.update(statement["Action"])
+    return found - XRAY
+
+
+def test_four_functions_whose_handlers_exist():
+    assert set(FUNCTIONS) == {"reconcile", "sweep", "read", "start"}
+    for function in FUNCTIONS.values():
+        module, name = function["handler"].rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module.replace("/", ".")), name))
+
+
+def test_reconcile_is_triggered_by_drs_launch_results_with_retries_and_a_dead_letter_queue():
+    reconcile = FUNCTIONS["reconcile"]
+    rule = reconcile["events"][0]["eventBridge"]
+    assert rule["pattern"] == {"source": ["aws.drs"], "detail-type": ["DRS Source Server Launch Result"]}
+    assert rule["retryPolicy"]["maximumRetryAttempts"] == 185
+    assert rule["retryPolicy"]["maximumEventAge"] == 86400
+    assert "deadLetterQueueArn" in rule
+    assert reconcile["maximumRetryAttempts"] == 2
+    assert reconcile["maximumEventAge"] <= 21600
+    assert "onFailure" in reconcile["destinations"]
+
+
+def test_sweep_runs_every_minute_alone():
+    sweep = FUNCTIONS["sweep"]
+    assert sweep["events"][0]["schedule"]["rate"] == "rate(1 minute)"
+    assert sweep["reservedConcurrency"] == 1
+
+
+def test_http_routes():
+    assert FUNCTIONS["read"]["events"][0]["httpApi"] == {"method": "GET", "path": "/executions/{executionId}"}
+    assert FUNCTIONS["start"]["events"][0]["httpApi"] == {"method": "POST", "path": "/executions"}
+
+
+@pytest.mark.parametrize(
+    ("function", "allowed"),
+    [
+        ("read", {"dynamodb:GetItem", "dynamodb:Query"}),
+        (
+            "reconcile",
+            {
+                "drs:DescribeJobs",
+                "drs:DescribeRecoveryInstances",
+                "ec2:DescribeInstances",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:Query",
+                "sqs:SendMessage",
+            },
+        ),
+        (
+            "sweep",
+            {
+                "drs:DescribeJobs",
+                "drs:DescribeRecoveryInstances",
+                "ec2:DescribeInstances",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:Query",
+            },
+        ),
+        (
+            "start",
+            {
+                "drs:DescribeSourceServers",
+                "drs:StartRecovery",
+                "drs:TagResource",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            },
+        ),
+    ],
+)
+def test_each_function_has_exactly_its_own_least_privilege_actions(function: str, allowed: set[str]):
+    assert actions(function) == allowed
+    for statement in FUNCTIONS[function]["iamRoleStatements"]:
+        assert all("*" not in action for action in statement["Action"])
+
+
+def test_the_read_role_cannot_write_or_call_drs_or_ec2():
+    assert not {a for a in actions("read") if not a.startswith("dynamodb:")}
+    assert not actions("read") & {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    }
+
+
+def test_the_table_is_on_demand_recoverable_retained_and_has_the_indexes_the_store_queries():
+    table = CONFIG["resources"]["Resources"]["WavesTable"]
+    assert table["DeletionPolicy"] == "Retain"
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {JOB_INDEX, INFLIGHT_INDEX}
+    assert indexes[JOB_INDEX]["KeySchema"][0]["AttributeName"] == "jobId"
+    assert indexes[INFLIGHT_INDEX]["KeySchema"][0]["AttributeName"] == "inflight"
+    assert CONFIG["provider"]["environment"]["TABLE_NAME"] == {"Ref": "WavesTable"}
