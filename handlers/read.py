@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.documents import matches, read_execution
+from reconciler.errors import TemporaryError
 from reconciler.observability import logger, metrics, tracer
 from reconciler.runtime import read_store
 from schemas.api import EXECUTION_ID, ErrorDocument
@@ -23,6 +24,19 @@ JSON = "application/json"
 
 def _error(status: int, message: str) -> Response[str]:
     return Response(status, JSON, ErrorDocument(message=message).model_dump_json())
+
+
+def busy(error: TemporaryError) -> Response[str]:
+    logger.warning("store busy", extra={"error": str(error)})
+    return Response(
+        503,
+        JSON,
+        ErrorDocument(message="temporarily unavailable, retry shortly").model_dump_json(),
+        headers={"Retry-After": "2"},
+    )
+
+
+app.exception_handler(TemporaryError)(busy)
 
 
 @app.get("/executions/<executionId>")

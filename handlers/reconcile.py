@@ -1,7 +1,8 @@
 """Lambda: a DRS `Source Server Launch Result` event names a job; reconcile its whole wave.
 
-A malformed event is logged, counted and acknowledged (no write, no retry storm); a temporary
-failure raises so Lambda retries it, and the sweep catches anything retries miss.
+A malformed event, or a failure retrying cannot fix, is logged, counted and acknowledged (no
+write, no retry storm); a temporary failure raises so Lambda retries it, and the sweep catches
+anything retries miss.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from reconciler.errors import PermanentError
 from reconciler.observability import MetricUnit, logger, metrics, tracer
 from reconciler.runtime import services
 from schemas.events import LaunchResultEvent
@@ -28,5 +30,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
         return {"outcome": "rejected", "problems": problems}
     logger.append_keys(eventId=parsed.id, jobId=parsed.detail.job_id, sourceServerId=parsed.source_server_id)
-    outcome = services().reconciler.reconcile_job(parsed.detail.job_id)
+    try:
+        outcome = services().reconciler.reconcile_job(parsed.detail.job_id)
+    except PermanentError as error:  # retrying cannot help; the sweep retries after a fix
+        logger.error("reconcile failed permanently", extra={"error": str(error)})
+        metrics.add_metric(name="PermanentErrors", unit=MetricUnit.Count, value=1)
+        return {"outcome": "failed", "error": str(error)}
     return {"outcome": outcome.value}

@@ -95,7 +95,7 @@ class LocalStack:
             "POWERTOOLS_METRICS_NAMESPACE": "DrsReconciler",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
-            **({"AWS_PAGE_SIZE": str(page_size)} if page_size else {}),
+            **({"API_PAGE_SIZE": str(page_size)} if page_size else {}),
             **(env or {}),
         }
         self._saved: dict[str, str | None] = {}

@@ -29,7 +29,7 @@ class Settings(BaseModel):
             "max_servers_per_wave": "MAX_SERVERS_PER_WAVE",
             "sweep_concurrency": "SWEEP_CONCURRENCY",
             "conflict_retries": "CONFLICT_RETRIES",
-            "page_size": "AWS_PAGE_SIZE",
+            "page_size": "API_PAGE_SIZE",
         }
         values = {field: environ[env] for field, env in names.items() if environ.get(env)}
         try:

@@ -45,6 +45,9 @@ class Sweeper:
                     "sweep could not reconcile wave", extra={"pk": key.pk, "sk": key.sk, "error": str(error)}
                 )
                 return "error"
+            except Exception:  # one unreadable wave must never stop the sweep for the others
+                logger.exception("sweep hit an unexpected error", extra={"pk": key.pk, "sk": key.sk})
+                return "error"
 
         with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="sweep") as pool:
             for outcome in pool.map(one, self._store.inflight_waves()):

@@ -53,3 +53,9 @@ def post_plan(
     assert status == 202, document
     result: dict[str, Any] = document
     return result
+
+
+def complete_job(stack: LocalStack, job_id: str) -> None:
+    """DRS runs the job to its end (PENDING -> STARTED -> COMPLETED); no event fires for that."""
+    stack.fake.set_job_status(job_id, "STARTED")
+    stack.fake.set_job_status(job_id, "COMPLETED")

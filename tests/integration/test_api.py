@@ -17,7 +17,7 @@ import pytest
 
 from local.lambda_events import http_event, launch_result
 from local.stack import LocalStack
-from tests.conftest import dynamodb_writes, post_plan
+from tests.conftest import complete_job, dynamodb_writes, post_plan
 
 EXECUTION_KEYS = {"executionId", "name", "isDrill", "status", "createdAt", "updatedAt", "waves"}
 WAVE_KEYS = {"waveNumber", "name", "status", "jobId", "startTime", "endTime", "error", "servers"}
@@ -190,8 +190,7 @@ def test_get_returns_the_posted_document_with_one_query_and_honours_if_none_matc
     job_id = first["jobId"]
     for server in first["servers"]:
         stack.launch(job_id, server["sourceServerId"])
-    stack.fake.set_job_status(job_id, "STARTED")
-    stack.fake.set_job_status(job_id, "COMPLETED")
+    complete_job(stack, job_id)
     stack.sweep()
 
     # When the same conditional GET is made

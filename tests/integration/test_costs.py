@@ -6,7 +6,7 @@ from local.stack import LocalStack
 from reconciler.runtime import services
 from reconciler.store import ITEM_LIMIT_BYTES, estimate_item_bytes, from_attrs, wave_key
 from schemas.records import LaunchStatus, ServerRecord, WaveRecord, WaveStatus
-from tests.conftest import post_plan
+from tests.conftest import complete_job, post_plan
 
 RECONCILE_FLOOR = {
     "drs:DescribeJobs": 1,
@@ -25,8 +25,7 @@ def test_one_reconcile_of_a_100_server_wave_costs_the_floor_and_one_get_costs_on
         job = doc["waves"][0]["jobId"]
         for server in doc["waves"][0]["servers"]:
             stack.launch(job, server["sourceServerId"])
-        stack.fake.set_job_status(job, "STARTED")
-        stack.fake.set_job_status(job, "COMPLETED")
+        complete_job(stack, job)
         # When one Launch Result event is reconciled
         stack.counter.reset()
         assert stack.deliver(job, doc["waves"][0]["servers"][0]["sourceServerId"]) == {"outcome": "written"}
@@ -47,8 +46,7 @@ def test_a_200_server_wave_fits_the_item_limit_with_margin():
         job = doc["waves"][0]["jobId"]
         for server in doc["waves"][0]["servers"]:
             stack.launch(job, server["sourceServerId"], instance_type="m6i.2xlarge")
-        stack.fake.set_job_status(job, "STARTED")
-        stack.fake.set_job_status(job, "COMPLETED")
+        complete_job(stack, job)
         stack.sweep()
         key = wave_key(doc["executionId"], 1).as_key()
         raw = stack.dynamodb.get_item(TableName=stack.table_name, Key=key)["Item"]

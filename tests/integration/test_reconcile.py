@@ -10,7 +10,7 @@ from reconciler.core import complete_before_green_violations
 from reconciler.errors import TemporaryError
 from reconciler.runtime import services
 from reconciler.store import wave_key
-from tests.conftest import dynamodb_writes, post_plan
+from tests.conftest import complete_job, dynamodb_writes, post_plan
 
 DRS_EC2_PREFIXES = ("drs:", "ec2:")
 
@@ -51,8 +51,7 @@ def test_the_event_only_names_the_job_the_wave_is_read_from_drs(stack: LocalStac
     job, sids = doc["waves"][0]["jobId"], [s["sourceServerId"] for s in doc["waves"][0]["servers"]]
     for sid in sids:
         stack.launch(job, sid)
-    stack.fake.set_job_status(job, "STARTED")
-    stack.fake.set_job_status(job, "COMPLETED")
+    complete_job(stack, job)
     event = launch_result(job, "s-zzzzzzzzzzzzzzzzz", succeeded=False)
     # When it is delivered
     stack.invoke("reconcile", event)
@@ -119,8 +118,7 @@ def test_ec2_details_missing_past_the_grace_period_end_the_wave_partial_with_a_r
         job, sids = doc["waves"][0]["jobId"], [s["sourceServerId"] for s in doc["waves"][0]["servers"]]
         stack.launch(job, sids[0])
         stack.launch(job, sids[1], hidden=True)
-        stack.fake.set_job_status(job, "STARTED")
-        stack.fake.set_job_status(job, "COMPLETED")
+        complete_job(stack, job)
         stack.sweep()
         wave = wave1(stack, doc)
         assert wave["status"] == "PARTIAL"
@@ -134,8 +132,7 @@ def test_failed_servers_make_the_wave_partial_and_all_failed_makes_it_failed(sta
     job, sids = doc["waves"][0]["jobId"], [s["sourceServerId"] for s in doc["waves"][0]["servers"]]
     stack.launch(job, sids[0])
     stack.fail(job, sids[1])
-    stack.fake.set_job_status(job, "STARTED")
-    stack.fake.set_job_status(job, "COMPLETED")
+    complete_job(stack, job)
     stack.deliver(job, sids[1], succeeded=False)
     assert wave1(stack, doc)["status"] == "PARTIAL"
     assert wave1(stack, doc)["servers"][1]["launchStatus"] == "FAILED"
@@ -143,8 +140,7 @@ def test_failed_servers_make_the_wave_partial_and_all_failed_makes_it_failed(sta
     only = post_plan(stack, [["d"]])
     job2, sid2 = only["waves"][0]["jobId"], only["waves"][0]["servers"][0]["sourceServerId"]
     stack.fail(job2, sid2)
-    stack.fake.set_job_status(job2, "STARTED")
-    stack.fake.set_job_status(job2, "COMPLETED")
+    complete_job(stack, job2)
     stack.sweep()
     final = stack.get_execution(only["executionId"])
     assert final["waves"][0]["status"] == "FAILED"
@@ -155,8 +151,7 @@ def test_a_stale_event_after_the_wave_is_terminal_costs_no_drs_call_and_changes_
     doc = post_plan(stack, [["a"]])
     job, sid = doc["waves"][0]["jobId"], doc["waves"][0]["servers"][0]["sourceServerId"]
     stack.launch(job, sid)
-    stack.fake.set_job_status(job, "STARTED")
-    stack.fake.set_job_status(job, "COMPLETED")
+    complete_job(stack, job)
     stack.deliver(job, sid)
     before = wave1(stack, doc)
     assert before["status"] == "COMPLETED"
@@ -172,8 +167,7 @@ def test_throttling_raises_for_lambda_to_retry_and_never_marks_green(
     doc = post_plan(stack, [["a"]])
     job, sid = doc["waves"][0]["jobId"], doc["waves"][0]["servers"][0]["sourceServerId"]
     stack.launch(job, sid)
-    stack.fake.set_job_status(job, "STARTED")
-    stack.fake.set_job_status(job, "COMPLETED")
+    complete_job(stack, job)
     stack.fake.throttle_next("DescribeJobs", 20)  # outlasts botocore's standard retries
     stack.counter.reset()
     with pytest.raises(TemporaryError):
@@ -198,8 +192,7 @@ def test_pagination_with_page_size_one_sees_every_server_and_wave():
             job = doc["waves"][0]["jobId"]
             for server in doc["waves"][0]["servers"]:
                 stack.launch(job, server["sourceServerId"])
-            stack.fake.set_job_status(job, "STARTED")
-            stack.fake.set_job_status(job, "COMPLETED")
+            complete_job(stack, job)
         report = stack.sweep()
         assert report["visited"] == 3
         for doc in docs:
@@ -216,8 +209,7 @@ def test_a_recovery_instance_from_an_older_job_is_ignored(stack: LocalStack):
     doc = post_plan(stack, [["a"]])
     job, sid = doc["waves"][0]["jobId"], doc["waves"][0]["servers"][0]["sourceServerId"]
     old_instance = stack.launch(job, sid)
-    stack.fake.set_job_status(job, "STARTED")
-    stack.fake.set_job_status(job, "COMPLETED")
+    complete_job(stack, job)
     stack.sweep()
     # When a new execution recovers it again and DRS has not launched it yet
     again = stack.http(
@@ -240,8 +232,7 @@ def test_finished_waves_cost_the_sweep_nothing(stack: LocalStack):
         doc = post_plan(stack, [[f"x{i}"]])
         job, sid = doc["waves"][0]["jobId"], doc["waves"][0]["servers"][0]["sourceServerId"]
         stack.launch(job, sid)
-        stack.fake.set_job_status(job, "STARTED")
-        stack.fake.set_job_status(job, "COMPLETED")
+        complete_job(stack, job)
         stack.deliver(job, sid)
     stack.counter.reset()
     report = stack.sweep()

@@ -7,6 +7,7 @@ import threading
 from local.stack import LocalStack
 from reconciler.runtime import services
 from schemas.records import ExecutionRecord, ServerRecord, WaveRecord, WaveStatus
+from tests.conftest import complete_job
 
 EXECUTIONS, PER_EXECUTION = 11, 46
 WAVES = EXECUTIONS * PER_EXECUTION  # 506
@@ -28,8 +29,7 @@ def test_one_sweep_reconciles_more_than_500_in_flight_waves_with_bounded_concurr
                     {"sourceServers": [{"sourceServerID": sid}], "isDrill": True}
                 )["job"]["jobID"]
                 stack.fail(job, sid)
-                stack.fake.set_job_status(job, "STARTED")
-                stack.fake.set_job_status(job, "COMPLETED")
+                complete_job(stack, job)
                 waves.append(
                     WaveRecord(
                         execution_id=execution_id,
