@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint pytest venv clean
+.PHONY: demo test lint pytest venv bundle clean
 
 venv: $(STAMP)
 
@@ -34,5 +34,15 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The deployment artifact serverless.yml points at: our code plus requirements.txt built for
+## python3.12 on arm64 (the functions' runtime and architecture).
+bundle: $(STAMP)
+	rm -rf build/bundle build/drs-wave-reconciler.zip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --platform manylinux2014_aarch64 \
+		--implementation cp --python-version 3.12 --only-binary=:all: --target build/bundle -r requirements.txt
+	cp -r handlers reconciler schemas build/bundle/
+	find build/bundle -name __pycache__ -prune -exec rm -rf {} +
+	$(BIN)/python -c "import shutil; shutil.make_archive('build/drs-wave-reconciler', 'zip', 'build/bundle')"
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
