@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.errors import PermanentError
-from reconciler.observability import MetricUnit, logger, metrics, tracer
+from reconciler.observability import logger, metrics, metrics_count, tracer
 from reconciler.runtime import services
 from schemas.events import LaunchResultEvent
 
@@ -27,13 +27,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except ValidationError as error:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
         logger.error("malformed DRS event rejected", extra={"problems": problems})
-        metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
+        metrics_count("MalformedEvents")
         return {"outcome": "rejected", "problems": problems}
     logger.append_keys(eventId=parsed.id, jobId=parsed.detail.job_id, sourceServerId=parsed.source_server_id)
     try:
         outcome = services().reconciler.reconcile_job(parsed.detail.job_id)
     except PermanentError as error:  # retrying cannot help; the sweep retries after a fix
         logger.error("reconcile failed permanently", extra={"error": str(error)})
-        metrics.add_metric(name="PermanentErrors", unit=MetricUnit.Count, value=1)
+        metrics_count("PermanentErrors")
         return {"outcome": "failed", "error": str(error)}
     return {"outcome": outcome.value}

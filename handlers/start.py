@@ -12,13 +12,12 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
-from reconciler.errors import TemporaryError
-from reconciler.executions import PlanInvalid, StartRejected
+from reconciler.errors import PermanentError, TemporaryError
+from reconciler.executions import PlanInvalid, StartRejected, parse_plan
 from reconciler.observability import logger, metrics, tracer
 from reconciler.runtime import services
-from schemas.api import CreateExecutionRequest, ErrorDocument
+from schemas.api import ErrorDocument
 
 app = APIGatewayHttpResolver()
 JSON = "application/json"
@@ -33,17 +32,17 @@ def _bad_request(problems: list[str]) -> Response[str]:
 @app.post("/executions")
 def create_execution() -> Response[str]:
     try:
-        body = json.loads(app.current_event.body or "")
-    except (ValueError, TypeError):
+        body = json.loads(app.current_event.decoded_body or "")
+    except (ValueError, TypeError, RecursionError):
         return _bad_request(["body: must be a JSON object"])
+    runtime = services()
     try:
-        request = CreateExecutionRequest.model_validate(body)
-    except ValidationError as error:
-        return _bad_request([f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()])
-    try:
-        document = services().executions.create(request)
+        document = runtime.executions.create(parse_plan(body, runtime.settings.max_servers_per_wave))
     except PlanInvalid as invalid:
         return _bad_request(invalid.problems)
+    except PermanentError as broken:  # e.g. AccessDenied on DescribeSourceServers: ours, not the caller's
+        logger.error("execution not started", extra={"error": str(broken)})
+        return Response(502, JSON, ErrorDocument(message=f"could not start: {broken}").model_dump_json())
     except TemporaryError as busy:
         logger.warning("DRS busy, nothing started", extra={"error": str(busy)})
         body = ErrorDocument(

@@ -13,6 +13,8 @@ import importlib
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -75,11 +77,12 @@ class LocalStack:
         max_servers_per_job: int = 100,
         table_name: str = "drs-wave-reconciler-local",
         log_level: str = "WARNING",
+        clock: Callable[[], datetime] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.log_level = log_level
         self.table_name = table_name
-        self.fake = DrsFake(seed=seed, max_servers_per_job=max_servers_per_job)
+        self.fake = DrsFake(seed=seed, max_servers_per_job=max_servers_per_job, clock=clock)
         self.counter = CallCounter()
         self._hidden: set[str] = set()
         self._env = {

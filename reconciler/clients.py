@@ -21,19 +21,34 @@ RETRY_CONFIG = Config(
     max_pool_connections=32,
 )
 
+# StartRecovery is not idempotent: re-sending it after a lost response starts a second job (or
+# meets ConflictException while the first one runs). Its client never retries by itself; the
+# caller retries only answers that prove nothing started (ThrottlingException).
+NO_RETRY_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1},
+    connect_timeout=3,
+    read_timeout=15,
+)
+
 
 @dataclass(frozen=True)
 class AwsClients:
     dynamodb: Any
     drs: Any
     ec2: Any
+    drs_start: Any
 
 
 @cache
-def client(service: str) -> Any:
-    """One client per service per process (thread-safe; shared by the sweep's workers)."""
-    return boto3.client(service, config=RETRY_CONFIG)
+def client(service: str, *, retries: bool = True) -> Any:
+    """One client per service and retry policy per process (clients are thread-safe)."""
+    return boto3.client(service, config=RETRY_CONFIG if retries else NO_RETRY_CONFIG)
 
 
 def aws_clients() -> AwsClients:
-    return AwsClients(dynamodb=client("dynamodb"), drs=client("drs"), ec2=client("ec2"))
+    return AwsClients(
+        dynamodb=client("dynamodb"),
+        drs=client("drs"),
+        ec2=client("ec2"),
+        drs_start=client("drs", retries=False),
+    )

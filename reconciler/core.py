@@ -10,7 +10,7 @@ launched server's EC2 details (I2). No I/O here: the callers read, this decides,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from schemas.records import (
     LAUNCH_TRANSITIONS,
@@ -24,7 +24,7 @@ from schemas.records import (
 )
 from schemas.times import iso_z, normalize_time, parse_time
 
-from .observation import Observation, ObservedServer
+from .observation import Observation, ObservedJob, ObservedServer
 
 ERROR_MAX = 300
 _LAUNCHED = frozenset({LaunchStatus.LAUNCHED, LaunchStatus.TERMINATED})
@@ -149,6 +149,36 @@ def next_state(stored: WaveRecord, observed: Observation, *, ec2_grace: timedelt
             update["end_time"] = iso_z(now)
     desired = stored.model_copy(update=update)
     return desired if desired != stored else stored
+
+
+def resolve_start(
+    stored: WaveRecord, found: ObservedJob | None, *, now: datetime, start_grace: timedelta
+) -> WaveRecord:
+    """A wave whose start was requested but whose job id never got recorded.
+
+    That happens when StartRecovery's answer was lost (timeout, 5xx) or the writer died between
+    StartRecovery and its write. DRS is the truth: adopt the job it holds tagged for this wave;
+    with none after `start_grace`, nothing was started, so end the wave FAILED saying why.
+    """
+    if stored.is_terminal or stored.job_id is not None or stored.start_requested_at is None:
+        return stored
+    if found is not None:
+        return stored.model_copy(
+            update={
+                "job_id": found.job_id,
+                "status": WaveStatus.LAUNCHING,
+                "start_time": normalize_time(found.creation_time) or iso_z(now),
+            }
+        )
+    if now >= parse_time(stored.start_requested_at) + start_grace:
+        reason = (
+            f"StartRecovery was requested at {stored.start_requested_at} but DRS holds no job tagged "
+            "for this wave: nothing was started; start the recovery again"
+        )
+        return stored.model_copy(
+            update={"status": WaveStatus.FAILED, "end_time": iso_z(now), "error": reason}
+        )
+    return stored
 
 
 def complete_before_green_violations(wave: WaveRecord) -> list[str]:

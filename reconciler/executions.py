@@ -1,36 +1,49 @@
 """Start an execution: validate the plan, record it, start wave 1's DRS job, record the job.
 
-Order matters for crash safety. The execution and its waves are written first (one
-transaction); only then is `StartRecovery` called, with tags naming the execution and wave so a
-start that crashed before its job id was recorded can be found again (the lifecycle issue builds
-the recovery on these tags); then the job id is recorded with a versioned write. An invalid plan
-writes nothing and starts nothing. A start DRS refuses marks the wave FAILED with the reason and
-cancels the waves behind it, so nothing is left looking RUNNING with nothing running.
+Order matters for crash safety. The execution and its waves are written first, in one
+transaction, with wave 1 marked `startRequestedAt` (which puts it on the sweep's worklist). Only
+then is `StartRecovery` called, once: it is not idempotent, so its client never retries, and we
+repeat it only after a ThrottlingException, which proves nothing started. The job carries tags
+naming the execution and wave. If DRS's answer is lost (timeout, 5xx) or the job id cannot be
+recorded, the wave stays PENDING with its start requested, and the sweep adopts the tagged job
+(`core.resolve_start`) or, finding none after a grace period, ends the wave FAILED. An invalid
+plan writes nothing and starts nothing. A start DRS refuses marks the wave FAILED with the reason
+and cancels the waves behind it, so nothing is left looking RUNNING with nothing running.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import TypeAdapter, ValidationError
 
-from schemas.api import SOURCE_SERVER_ID, CreateExecutionRequest, ExecutionDocument
+from schemas.api import SOURCE_SERVER_ID, CreateExecutionRequest, ExecutionDocument, WavePlan
 from schemas.records import ExecutionRecord, ServerRecord, WaveRecord, WaveStatus
 from schemas.times import iso_z, normalize_time
 
 from .documents import execution_document
-from .errors import PermanentError, ReconcilerError, classify_aws_error, client_error_code
-from .observability import MetricUnit, logger, metrics
-from .observe import DRS_FILTER_MAX, chunks
-from .store import WaveStore
+from .errors import (
+    PermanentError,
+    ReconcilerError,
+    TemporaryError,
+    VersionConflict,
+    classify_aws_error,
+    client_error_code,
+)
+from .observability import logger, metrics_count
+from .observe import DRS_FILTER_MAX, DrsObserver, chunks, job_tags
+from .store import TooLarge, WaveStore, wave_key
 
-TAG_EXECUTION = "drs-reconciler:executionId"
-TAG_WAVE = "drs-reconciler:waveNumber"
+# Pauses between StartRecovery attempts that DRS refused with ThrottlingException (seconds).
+THROTTLE_BACKOFF = (0.2, 0.6)
 # An execution is created in one transaction (at most 100 items, 4 MB): 50 waves plus the
 # execution item keeps far inside both, even with 200-server waves.
 MAX_WAVES = 50
+_WAVES = TypeAdapter(list[WavePlan])
 
 
 class PlanInvalid(PermanentError):
@@ -74,94 +87,199 @@ def plan_problems(request: CreateExecutionRequest, max_servers_per_wave: int) ->
     return problems
 
 
+def parse_plan(body: object, max_servers_per_wave: int) -> CreateExecutionRequest:
+    """A request body as a plan, or PlanInvalid listing every problem found: shape and type
+    errors, plus the meaning of the waves whenever the waves themselves have the right shape."""
+    try:
+        request = CreateExecutionRequest.model_validate(body)
+    except ValidationError as error:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()]
+        waves = body.get("waves") if isinstance(body, dict) else None
+        try:
+            plans = _WAVES.validate_python(waves)
+        except ValidationError:
+            plans = None
+        if plans is not None:
+            shell = CreateExecutionRequest.model_construct(name="", is_drill=False, waves=plans)
+            problems += [p for p in plan_problems(shell, max_servers_per_wave) if p not in problems]
+        raise PlanInvalid(problems) from error
+    return request
+
+
+class _Refused(Exception):
+    """DRS answered StartRecovery with an error that proves no job was started."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 class Executions:
     def __init__(
         self,
         store: WaveStore,
+        *,
         drs: Any,
+        drs_start: Any,
+        observer: DrsObserver,
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
-        *,
         max_servers_per_wave: int,
         page_size: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._drs = drs
+        self._drs_start = drs_start
+        self._observer = observer
         self._clock = clock
         self._new_id = new_id
         self._max = max_servers_per_wave
         self._page = {"PageSize": page_size} if page_size else {}
+        self._sleep = sleep
 
     def create(self, request: CreateExecutionRequest) -> ExecutionDocument:
         problems = plan_problems(request, self._max)
+        well_formed = list(
+            dict.fromkeys(
+                sid
+                for wave in request.waves
+                for sid in wave.source_server_ids
+                if SOURCE_SERVER_ID.fullmatch(sid)
+            )
+        )
+        hostnames = self._hostnames(well_formed)
+        unknown = [sid for sid in well_formed if sid not in hostnames]
+        if unknown:
+            problems.append(f"unknown to DRS: {', '.join(unknown)}")
         if problems:
             raise PlanInvalid(problems)
-        all_ids = [sid for wave in request.waves for sid in wave.source_server_ids]
-        hostnames = self._hostnames(all_ids)
-        unknown = [sid for sid in all_ids if sid not in hostnames]
-        if unknown:
-            raise PlanInvalid([f"unknown to DRS: {', '.join(unknown)}"])
         now = iso_z(self._clock())
         execution_id = self._new_id()
-        execution, waves = self._store.create_execution(
-            ExecutionRecord(
-                execution_id=execution_id,
-                name=request.name,
-                is_drill=request.is_drill,
-                wave_count=len(request.waves),
-                version=0,
-                created_at=now,
-                updated_at=now,
-            ),
-            [
-                WaveRecord(
+        try:
+            execution, waves = self._store.create_execution(
+                ExecutionRecord(
                     execution_id=execution_id,
-                    wave_number=number,
-                    name=wave.name,
+                    name=request.name,
                     is_drill=request.is_drill,
-                    servers=tuple(
-                        ServerRecord(source_server_id=sid, hostname=hostnames[sid])
-                        for sid in wave.source_server_ids
-                    ),
+                    wave_count=len(request.waves),
                     version=0,
                     created_at=now,
                     updated_at=now,
-                )
-                for number, wave in enumerate(request.waves, start=1)
-            ],
-        )
+                ),
+                [
+                    WaveRecord(
+                        execution_id=execution_id,
+                        wave_number=number,
+                        name=wave.name,
+                        is_drill=request.is_drill,
+                        start_requested_at=now if number == 1 else None,
+                        servers=tuple(
+                            ServerRecord(source_server_id=sid, hostname=hostnames[sid])
+                            for sid in wave.source_server_ids
+                        ),
+                        version=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for number, wave in enumerate(request.waves, start=1)
+                ],
+            )
+        except TooLarge as error:
+            raise PlanInvalid([f"plan too large to record at once: {error}"]) from error
         logger.info("execution created", extra={"executionId": execution_id, "waves": len(waves)})
-        metrics.add_metric(name="ExecutionsCreated", unit=MetricUnit.Count, value=1)
+        metrics_count("ExecutionsCreated")
         try:
-            waves[0] = self.start_wave(waves[0])
-        except ClientError as error:
-            code = client_error_code(error) or "Error"
-            message = str(error.response.get("Error", {}).get("Message") or error)
-            waves = self._abandon(waves, f"DRS refused StartRecovery: {code}: {message}")
-            raise StartRejected(code, message, execution_document(execution, waves)) from error
+            waves[0] = self._start(waves[0])
+        except _Refused as refused:
+            waves = self._abandon(waves, f"DRS refused StartRecovery: {refused}")
+            raise StartRejected(
+                refused.code, refused.message, execution_document(execution, waves)
+            ) from refused
         return execution_document(execution, waves)
 
     def start_wave(self, wave: WaveRecord) -> WaveRecord:
-        """Start a PENDING wave's DRS job and record it (LAUNCHING) in one versioned write."""
+        """Start a PENDING wave's DRS job: record that the start is requested (so the sweep can
+        find a job whose answer gets lost), start it, record the job id. Returns the stored wave."""
         if wave.status is not WaveStatus.PENDING or wave.job_id:
             raise PermanentError(f"wave {wave.wave_number} is {wave.status.value}, not startable")
-        reply = self._drs.start_recovery(
-            sourceServers=[{"sourceServerID": s.source_server_id} for s in wave.servers],
-            isDrill=wave.is_drill,
-            tags={TAG_EXECUTION: wave.execution_id, TAG_WAVE: str(wave.wave_number)},
+        if wave.start_requested_at is None:
+            now = iso_z(self._clock())
+            wave = self._store.write_wave(wave.model_copy(update={"start_requested_at": now}), updated_at=now)
+        try:
+            return self._start(wave)
+        except _Refused as refused:
+            reason = f"DRS refused StartRecovery: {refused}"
+            now = iso_z(self._clock())
+            failed = wave.model_copy(update={"status": WaveStatus.FAILED, "error": reason, "end_time": now})
+            return self._store.write_wave(failed, updated_at=now)
+
+    def _start(self, wave: WaveRecord) -> WaveRecord:
+        """Call StartRecovery at most once per answer that could have started a job, then record
+        the job. Returns the wave as stored: LAUNCHING with its job, or still PENDING with its
+        start requested when DRS's answer was lost (the sweep then adopts the tagged job)."""
+        keys = {"executionId": wave.execution_id, "waveNumber": wave.wave_number}
+        job: dict[str, Any] | None = None
+        for pause in (*THROTTLE_BACKOFF, None):
+            try:
+                job = self._drs_start.start_recovery(
+                    sourceServers=[{"sourceServerID": s.source_server_id} for s in wave.servers],
+                    isDrill=wave.is_drill,
+                    tags=job_tags(wave.execution_id, wave.wave_number),
+                )["job"]
+                break
+            except ClientError as error:
+                code = client_error_code(error) or "Error"
+                status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+                message = str(error.response.get("Error", {}).get("Message") or error)
+                if code == "ThrottlingException" and pause is not None:
+                    self._sleep(pause)  # refused outright: nothing started, safe to ask again
+                    continue
+                if code == "ConflictException":  # maybe our own earlier attempt holds the servers
+                    found = self._observer.find_started_job(
+                        wave.execution_id, wave.wave_number, wave.start_requested_at or iso_z(self._clock())
+                    )
+                    if found is not None:
+                        job = {"jobID": found.job_id, "creationDateTime": found.creation_time}
+                        break
+                if status >= 500:
+                    logger.warning("StartRecovery answer unknown; the sweep will adopt the job", extra=keys)
+                    return wave
+                raise _Refused(code, message) from error
+            except BotoCoreError:
+                logger.warning("StartRecovery answer lost; the sweep will adopt the job", extra=keys)
+                return wave
+        if job is None:  # pragma: no cover - the loop either breaks with a job or returns/raises
+            return wave
+        logger.info("DRS job started", extra={**keys, "jobId": job["jobID"]})
+        return self._record_job(wave, job)
+
+    def _record_job(self, wave: WaveRecord, job: dict[str, Any]) -> WaveRecord:
+        """Store the job id (LAUNCHING) with a versioned write, a few times; if DynamoDB keeps
+        failing, the wave stays PENDING with its start requested and the sweep adopts the job."""
+        for _attempt in range(3):
+            now = iso_z(self._clock())
+            started = wave.model_copy(
+                update={
+                    "job_id": job["jobID"],
+                    "status": WaveStatus.LAUNCHING,
+                    "start_time": normalize_time(job.get("creationDateTime")) or now,
+                }
+            )
+            try:
+                return self._store.write_wave(started, updated_at=now)
+            except VersionConflict:
+                current = self._store.get_wave(wave_key(wave.execution_id, wave.wave_number))
+                if current is None or current.job_id or current.status is not WaveStatus.PENDING:
+                    return current or wave  # someone else recorded (or ended) it
+                wave = current
+            except TemporaryError:
+                continue
+        logger.error(
+            "DRS job started but not recorded; the sweep will adopt it", extra={"jobId": job["jobID"]}
         )
-        job = reply["job"]
-        keys = {"executionId": wave.execution_id, "waveNumber": wave.wave_number, "jobId": job["jobID"]}
-        logger.info("DRS job started", extra=keys)
-        now = iso_z(self._clock())
-        started = wave.model_copy(
-            update={
-                "job_id": job["jobID"],
-                "status": WaveStatus.LAUNCHING,
-                "start_time": normalize_time(job.get("creationDateTime")) or now,
-            }
-        )
-        return self._store.write_wave(started, updated_at=now)
+        return wave
 
     def _abandon(self, waves: list[WaveRecord], reason: str) -> list[WaveRecord]:
         now = iso_z(self._clock())

@@ -10,19 +10,26 @@ service faults become `TemporaryError`; other API errors `PermanentError`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from schemas.times import iso_z, normalize_time
+from schemas.times import iso_z, normalize_time, parse_time
 
 from .errors import classify_aws_error
 from .observation import Ec2Details, Observation, ObservedJob, ObservedServer
 
+TAG_EXECUTION = "drs-reconciler:executionId"
+TAG_WAVE = "drs-reconciler:waveNumber"
 DRS_FILTER_MAX = 200
 EC2_FILTER_MAX = 200
 _HAS_INSTANCE = frozenset({"LAUNCHED", "TERMINATED"})
+
+
+def job_tags(execution_id: str, wave_number: int) -> dict[str, str]:
+    """The tags every wave's DRS job carries, so a start whose answer was lost can be found."""
+    return {TAG_EXECUTION: execution_id, TAG_WAVE: str(wave_number)}
 
 
 def chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
@@ -94,6 +101,28 @@ class DrsObserver:
             ),
             observed_at=self._clock(),
         )
+
+    def find_started_job(self, execution_id: str, wave_number: int, requested_at: str) -> ObservedJob | None:
+        """The DRS job StartRecovery created for this wave, found by its tags (jobs created from a
+        minute before the request on), or None."""
+        since = iso_z(parse_time(requested_at) - timedelta(minutes=1))
+        wanted = job_tags(execution_id, wave_number)
+        try:
+            pages = self._drs.get_paginator("describe_jobs").paginate(
+                filters={"fromDate": since}, PaginationConfig=self._page
+            )
+            for page in pages:
+                for item in page.get("items", []):
+                    tags = item.get("tags", {})
+                    if all(tags.get(key) == value for key, value in wanted.items()):
+                        return ObservedJob(
+                            job_id=item["jobID"],
+                            status=str(item.get("status", "PENDING")),
+                            creation_time=normalize_time(item.get("creationDateTime")),
+                        )
+        except (ClientError, BotoCoreError) as error:
+            raise classify_aws_error(error, f"find job of {execution_id}/{wave_number}") from error
+        return None
 
     def _describe_job(self, job_id: str) -> dict[str, Any] | None:
         pages = self._drs.get_paginator("describe_jobs").paginate(

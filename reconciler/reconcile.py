@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from schemas.records import WaveRecord
 from schemas.times import iso_z, parse_time
 
-from .core import complete_before_green_violations, next_state
+from .core import complete_before_green_violations, next_state, resolve_start
 from .errors import PermanentError, TemporaryError, VersionConflict
-from .observability import MetricUnit, logger, metrics
+from .observability import MetricUnit, logger, metrics_count
 from .observe import DrsObserver
 from .store import WaveKey, WaveStore, wave_from_item, wave_key
 
@@ -40,11 +40,13 @@ class Reconciler:
         *,
         ec2_grace: timedelta,
         conflict_retries: int,
+        start_grace: timedelta = timedelta(minutes=5),
     ) -> None:
         self._store = store
         self._observer = observer
         self._clock = clock
         self._grace = ec2_grace
+        self._start_grace = start_grace
         self._retries = conflict_retries
 
     def reconcile_job(self, job_id: str) -> Outcome:
@@ -52,7 +54,7 @@ class Reconciler:
         key = self._store.find_wave_by_job(job_id)
         if key is None:
             logger.warning("unknown DRS job", extra={"jobId": job_id})
-            metrics.add_metric(name="UnknownJobs", unit=MetricUnit.Count, value=1)
+            metrics_count("UnknownJobs")
             return Outcome.UNKNOWN_JOB
         return self.reconcile_wave(key)
 
@@ -61,20 +63,35 @@ class Reconciler:
         if stored is None:
             logger.warning("wave vanished", extra={"pk": key.pk, "sk": key.sk})
             return Outcome.UNKNOWN_JOB
-        keys = {"executionId": stored.execution_id, "waveNumber": stored.wave_number, "jobId": stored.job_id}
         if stored.is_terminal:
             return Outcome.TERMINAL
-        if stored.job_id is None:
-            return Outcome.NO_JOB
-        metrics.add_metric(name="Reconciles", unit=MetricUnit.Count, value=1)
-        observation = self._observer.observe(stored.job_id)
+        metrics_count("Reconciles")
+        job_id = stored.job_id
+        if job_id is None:
+            if stored.start_requested_at is None:
+                return Outcome.NO_JOB
+            found = self._observer.find_started_job(
+                stored.execution_id, stored.wave_number, stored.start_requested_at
+            )
+            now = self._clock()
+            return self._converge(
+                key, stored, lambda w: resolve_start(w, found, now=now, start_grace=self._start_grace)
+            )
+        observation = self._observer.observe(job_id)
         if observation.job is None:
-            logger.warning("DRS does not know the wave's job yet", extra=keys)
+            logger.warning("DRS does not know the wave's job yet", extra=_keys(stored))
+        return self._converge(key, stored, lambda w: next_state(w, observation, ec2_grace=self._grace))
+
+    def _converge(
+        self, key: WaveKey, stored: WaveRecord, desired_of: Callable[[WaveRecord], WaveRecord]
+    ) -> Outcome:
+        """Write `desired_of(stored)` once if it differs; on a lost race, recompute from the
+        winner's record (the merge never moves back, so the same observation is safe to reuse)."""
         for _attempt in range(self._retries):
-            desired = next_state(stored, observation, ec2_grace=self._grace)
+            desired = desired_of(stored)
             if desired == stored:
-                metrics.add_metric(name="SkippedWrites", unit=MetricUnit.Count, value=1)
-                logger.debug("wave unchanged", extra=keys)
+                metrics_count("SkippedWrites")
+                logger.debug("wave unchanged", extra=_keys(stored))
                 return Outcome.UNCHANGED
             problems = complete_before_green_violations(desired)
             if problems:  # defence in depth: the core guarantees this; never store a torn wave
@@ -82,14 +99,14 @@ class Reconciler:
             try:
                 written = self._store.write_wave(desired, updated_at=iso_z(self._clock()))
             except VersionConflict as conflict:
-                metrics.add_metric(name="Conflicts", unit=MetricUnit.Count, value=1)
-                logger.info("version conflict, re-reconciling", extra=keys)
+                metrics_count("Conflicts")
+                logger.info("version conflict, re-reconciling", extra=_keys(stored))
                 current = self._reread(conflict, key)
                 if current is None:
                     return Outcome.UNKNOWN_JOB
                 stored = current
                 continue
-            self._record_write(stored, written, keys)
+            self._record_write(stored, written)
             return Outcome.WRITTEN
         raise TemporaryError(f"gave up after {self._retries} version conflicts on {key.pk}/{key.sk}")
 
@@ -98,12 +115,12 @@ class Reconciler:
             return wave_from_item(conflict.current)
         return self._store.get_wave(key)
 
-    def _record_write(self, before: WaveRecord, after: WaveRecord, keys: dict[str, object]) -> None:
-        metrics.add_metric(name="Writes", unit=MetricUnit.Count, value=1)
+    def _record_write(self, before: WaveRecord, after: WaveRecord) -> None:
+        metrics_count("Writes")
         logger.info(
             "wave written",
             extra={
-                **keys,
+                **_keys(after),
                 "status": after.status.value,
                 "previous": before.status.value,
                 "version": after.version,
@@ -111,9 +128,11 @@ class Reconciler:
         )
         if after.is_terminal and after.job_end_time and after.end_time:
             lag = (parse_time(after.end_time) - parse_time(after.job_end_time)).total_seconds()
-            metrics.add_metric(
-                name="JobCompleteToTerminalSeconds", unit=MetricUnit.Seconds, value=max(lag, 0.0)
-            )
+            metrics_count("JobCompleteToTerminalSeconds", max(lag, 0.0), MetricUnit.Seconds)
+
+
+def _keys(wave: WaveRecord) -> dict[str, object]:
+    return {"executionId": wave.execution_id, "waveNumber": wave.wave_number, "jobId": wave.job_id}
 
 
 __all__ = ["Outcome", "Reconciler", "wave_key"]

@@ -56,6 +56,7 @@ class Services:
             clock,
             ec2_grace=timedelta(seconds=settings.ec2_grace_seconds),
             conflict_retries=settings.conflict_retries,
+            start_grace=timedelta(seconds=settings.start_grace_seconds),
         )
         return cls(
             settings=settings,
@@ -64,9 +65,11 @@ class Services:
             sweeper=Sweeper(store, reconciler, concurrency=settings.sweep_concurrency),
             executions=Executions(
                 store,
-                clients.drs,
-                clock,
-                new_id,
+                drs=clients.drs,
+                drs_start=clients.drs_start,
+                observer=observer,
+                clock=clock,
+                new_id=new_id,
                 max_servers_per_wave=settings.max_servers_per_wave,
                 page_size=settings.page_size,
             ),

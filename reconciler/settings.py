@@ -16,6 +16,7 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=3, max_length=255)
     ec2_grace_seconds: int = Field(default=900, ge=0, le=86_400)
+    start_grace_seconds: int = Field(default=300, ge=0, le=86_400)
     max_servers_per_wave: int = Field(default=100, ge=1, le=200)
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
     conflict_retries: int = Field(default=5, ge=1, le=50)
@@ -26,6 +27,7 @@ class Settings(BaseModel):
         names = {
             "table_name": "TABLE_NAME",
             "ec2_grace_seconds": "EC2_GRACE_SECONDS",
+            "start_grace_seconds": "START_GRACE_SECONDS",
             "max_servers_per_wave": "MAX_SERVERS_PER_WAVE",
             "sweep_concurrency": "SWEEP_CONCURRENCY",
             "conflict_retries": "CONFLICT_RETRIES",

@@ -3,7 +3,8 @@
 One table. An execution is `pk=EXEC#<id>, sk=EXEC`; each wave is `pk=EXEC#<id>, sk=WAVE#0001`
 and holds its servers, so one Query reads a whole execution and one UpdateItem changes a whole
 wave atomically. Two sparse, keys-only indexes: `byJob` (a wave from its DRS job id) and
-`inflight` (waves with a job that is not yet terminal, sharded so the sweep's writes spread).
+`inflight` (waves with a job, or a requested start, that are not yet terminal; sharded so the
+index's writes spread).
 Every mutable item carries `version`; `_version_guard` states the rule once, after PynamoDB:
 no stored version means the item must not exist, otherwise the stored version must equal the
 one we read, and the write stores the next one (I3, I4).
@@ -22,13 +23,14 @@ from botocore.exceptions import ClientError
 
 from schemas.records import ExecutionRecord, WaveRecord
 
-from .errors import PermanentError, VersionConflict, classify_aws_error, client_error_code
+from .errors import PermanentError, TemporaryError, VersionConflict, classify_aws_error, client_error_code
 
 JOB_INDEX = "byJob"
 INFLIGHT_INDEX = "inflight"
 INFLIGHT_SHARDS = 4
 ITEM_LIMIT_BYTES = 400 * 1024
 ITEM_GUARD_BYTES = 350 * 1024
+TRANSACTION_GUARD_BYTES = 3_500_000  # DynamoDB allows 4 MB per transaction
 EXECUTION_SK = "EXEC"
 
 _WAVE_ATTRS = tuple(field.alias or name for name, field in WaveRecord.model_fields.items())
@@ -62,6 +64,10 @@ def estimate_item_bytes(item: dict[str, Any]) -> int:
     return sum(
         len(name.encode()) + len(json.dumps(value, default=str).encode()) for name, value in item.items()
     )
+
+
+class TooLarge(PermanentError):
+    """An item or a transaction would not fit DynamoDB's limits."""
 
 
 def _version_guard(expected: int | None) -> tuple[str, dict[str, str], dict[str, Any], int]:
@@ -182,8 +188,11 @@ class WaveStore:
             "itemType": "EXECUTION",
             **execution.model_dump(by_alias=True, exclude_none=True, mode="json"),
         }
+        total = 0
         for plain in [exec_item, *(self._wave_item(w) for w in waves)]:
-            self._guard_size(plain)
+            total += self._guard_size(plain)
+            if total > TRANSACTION_GUARD_BYTES:
+                raise TooLarge(f"the execution's items exceed {TRANSACTION_GUARD_BYTES} bytes")
             put: dict[str, Any] = {
                 "TableName": self._table,
                 "Item": _to_attrs(plain),
@@ -196,8 +205,11 @@ class WaveStore:
         try:
             self._client.transact_write_items(TransactItems=actions)
         except ClientError as error:
-            if client_error_code(error) == "TransactionCanceledException":
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
                 raise VersionConflict(None, None) from error
+            if client_error_code(error) == "TransactionCanceledException":
+                raise TemporaryError(f"TransactWriteItems cancelled: {reasons}") from error
             raise classify_aws_error(error, "TransactWriteItems") from error
         return execution, waves
 
@@ -255,15 +267,16 @@ class WaveStore:
             "itemType": "WAVE",
             **wave.model_dump(by_alias=True, exclude_none=True, mode="json"),
         }
-        if wave.job_id and not wave.is_terminal:
+        if (wave.job_id or wave.start_requested_at) and not wave.is_terminal:
             plain["inflight"] = inflight_shard(key)
         return plain
 
     @staticmethod
-    def _guard_size(plain: dict[str, Any]) -> None:
+    def _guard_size(plain: dict[str, Any]) -> int:
         size = estimate_item_bytes(plain)
         if size > ITEM_GUARD_BYTES:
-            raise PermanentError(f"item {plain.get('pk')}/{plain.get('sk')} would be ~{size} bytes")
+            raise TooLarge(f"item {plain.get('pk')}/{plain.get('sk')} would be ~{size} bytes")
+        return size
 
     def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import ReconcilerError
-from .observability import MetricUnit, logger, metrics
+from .observability import logger, metrics_count
 from .reconcile import Reconciler
 from .store import WaveKey, WaveStore
 
@@ -56,8 +56,8 @@ class Sweeper:
                     report.errors += 1
                 else:
                     report.outcomes[outcome] += 1
-        metrics.add_metric(name="SweptWaves", unit=MetricUnit.Count, value=report.visited)
+        metrics_count("SweptWaves", report.visited)
         if report.errors:
-            metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=report.errors)
+            metrics_count("SweepErrors", report.errors)
         logger.info("sweep finished", extra=report.as_dict())
         return report

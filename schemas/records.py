@@ -101,6 +101,7 @@ class WaveRecord(_Record):
     status: WaveStatus = WaveStatus.PENDING
     is_drill: bool
     job_id: str | None = None
+    start_requested_at: str | None = None
     start_time: str | None = None
     end_time: str | None = None
     job_end_time: str | None = None

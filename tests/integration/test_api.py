@@ -17,6 +17,8 @@ import pytest
 
 from local.lambda_events import http_event, launch_result
 from local.stack import LocalStack
+from reconciler.executions import THROTTLE_BACKOFF
+from reconciler.runtime import services
 from tests.conftest import complete_job, dynamodb_writes, post_plan
 
 EXECUTION_KEYS = {"executionId", "name", "isDrill", "status", "createdAt", "updatedAt", "waves"}
@@ -248,9 +250,9 @@ def test_drs_conflict_answers_409_and_records_the_failure(stack: LocalStack) -> 
 
 
 def test_drs_throttling_answers_429(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given DRS throttles every StartRecovery attempt (botocore's retry sleeps are recorded, not slept)
+    # Given DRS throttles every StartRecovery attempt (our back-off pauses are recorded, not slept)
     delays: list[float] = []
-    monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=delays.append))
+    monkeypatch.setattr(services().executions, "_sleep", delays.append)
     servers = stack.add_servers(["web-1"])
     later = stack.add_servers(["db-1"])
     stack.fake.throttle_next("StartRecovery", 10)
@@ -259,12 +261,13 @@ def test_drs_throttling_answers_429(stack: LocalStack, monkeypatch: pytest.Monke
     # When a plan is POSTed
     status, _, reply = post(stack, plan(servers, later))
 
-    # Then 429 naming ThrottlingException, after botocore retried, with the execution recorded FAILED
+    # Then 429 naming ThrottlingException, after our bounded retries (a throttled call started
+    # nothing, so asking again is safe; botocore itself never retries StartRecovery)
     assert status == 429, reply
     assert "ThrottlingException" in reply["message"]
     attempts = len(drs_calls(stack, "StartRecovery", since))
-    assert 1 < attempts <= 10
-    assert len(delays) == attempts - 1
+    assert attempts == len(THROTTLE_BACKOFF) + 1
+    assert delays == list(THROTTLE_BACKOFF)
     execution = reply["execution"]
     assert execution["status"] == "FAILED"
     assert [w["status"] for w in execution["waves"]] == ["FAILED", "CANCELLED"]

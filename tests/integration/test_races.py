@@ -82,16 +82,21 @@ def run_recoveries(stack: LocalStack, poller: Poller, *, legacy: bool) -> int:
         sids = [s["sourceServerId"] for s in doc["waves"][0]["servers"]]
         stack.fake.set_job_status(job, "STARTED")
         for sid in sids:
-            stack.launch(job, sid, hidden=sid == sids[-1])
+            stack.launch(job, sid, hidden=sid == sids[-1])  # EC2 cannot see the last one yet
             if not legacy:
                 stack.deliver(job, sid)
             poller.wait_for_a_poll()
+        # The job completes while one instance is still invisible: the dangerous moment
         stack.fake.set_job_status(job, "COMPLETED")
-        stack.reveal()
         if legacy:
             legacy_reconcile(stack, doc["executionId"], 1, between=poller.wait_for_a_poll)
         else:
+            stack.deliver(job, sids[-1])
+            poller.wait_for_a_poll()
             stack.sweep()
+            poller.wait_for_a_poll()
+        stack.reveal()
+        stack.sweep()
         poller.wait_for_a_poll()
         if rounds > 200:
             break

@@ -6,6 +6,7 @@ import pytest
 
 from local.lambda_events import launch_result, load_event
 from local.stack import LocalStack
+from reconciler import observability
 from reconciler.core import complete_before_green_violations
 from reconciler.errors import TemporaryError
 from reconciler.runtime import services
@@ -63,7 +64,7 @@ def test_the_event_only_names_the_job_the_wave_is_read_from_drs(stack: LocalStac
 
 
 def test_unknown_job_logs_a_metric_and_writes_nothing(stack: LocalStack, mocker):
-    metric = mocker.spy(__import__("reconciler.reconcile", fromlist=["metrics"]).metrics, "add_metric")
+    metric = mocker.spy(observability.metrics, "add_metric")
     event = load_event("drs-launch-result/succeeded")  # its job id is not ours
     result = stack.invoke("reconcile", event)
     assert result == {"outcome": "unknown_job"}

@@ -16,6 +16,49 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG: dict[str, Any] = yaml.safe_load((ROOT / "serverless.yml").read_text())
 FUNCTIONS = CONFIG["functions"]
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# What drs:StartRecovery needs besides itself (Service Authorization Reference, "Dependent actions").
+START_RECOVERY_DEPENDENCIES = {
+    "drs:CreateRecoveryInstanceForDrs",
+    "drs:ListTagsForResource",
+    "iam:PassRole",
+    *(
+        f"ec2:{action}"
+        for action in [
+            "AttachVolume",
+            "AuthorizeSecurityGroupEgress",
+            "AuthorizeSecurityGroupIngress",
+            "CreateLaunchTemplate",
+            "CreateLaunchTemplateVersion",
+            "CreateSnapshot",
+            "CreateTags",
+            "CreateVolume",
+            "DeleteLaunchTemplateVersions",
+            "DeleteSnapshot",
+            "DeleteVolume",
+            "DescribeAccountAttributes",
+            "DescribeAvailabilityZones",
+            "DescribeImages",
+            "DescribeInstanceAttribute",
+            "DescribeInstanceStatus",
+            "DescribeInstanceTypes",
+            "DescribeInstances",
+            "DescribeLaunchTemplateVersions",
+            "DescribeLaunchTemplates",
+            "DescribeSecurityGroups",
+            "DescribeSnapshots",
+            "DescribeSubnets",
+            "DescribeVolumes",
+            "DetachVolume",
+            "ModifyInstanceAttribute",
+            "ModifyLaunchTemplate",
+            "RevokeSecurityGroupEgress",
+            "RunInstances",
+            "StartInstances",
+            "StopInstances",
+            "TerminateInstances",
+        ]
+    ),
+}
 
 
 def actions(function: str) -> set[str]:
@@ -87,10 +130,13 @@ def test_http_routes():
             "start",
             {
                 "drs:DescribeSourceServers",
+                "drs:DescribeJobs",
                 "drs:StartRecovery",
                 "drs:TagResource",
+                "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
+                *START_RECOVERY_DEPENDENCIES,
             },
         ),
     ],
@@ -99,6 +145,12 @@ def test_each_function_has_exactly_its_own_least_privilege_actions(function: str
     assert actions(function) == allowed
     for statement in FUNCTIONS[function]["iamRoleStatements"]:
         assert all("*" not in action for action in statement["Action"])
+
+
+def test_pass_role_is_limited_to_ec2():
+    (statement,) = [s for s in FUNCTIONS["start"]["iamRoleStatements"] if "iam:PassRole" in s["Action"]]
+    assert statement["Action"] == ["iam:PassRole"]
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
 
 
 def test_the_read_role_cannot_write_or_call_drs_or_ec2():

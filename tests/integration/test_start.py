@@ -1,0 +1,206 @@
+"""Starting a wave's DRS job: StartRecovery is not idempotent, so it is sent once per answer that
+could have started a job, and a start whose answer or record was lost is adopted by the sweep
+through the job's tags, never started twice and never marked FAILED while it runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ReadTimeoutError
+
+from local.drs_fake import DrsApiError
+from local.lambda_events import http_event
+from local.stack import LocalStack
+from reconciler.errors import TemporaryError
+from reconciler.observe import job_tags
+from reconciler.runtime import services
+from reconciler.store import wave_key
+from tests.conftest import complete_job, dynamodb_writes
+
+PLAN_HOSTS = [["db-01", "db-02"], ["app-01"]]
+
+
+def plan_body(stack: LocalStack) -> dict[str, Any]:
+    return {
+        "name": "drill",
+        "isDrill": True,
+        "waves": [
+            {"name": f"w{i}", "sourceServerIds": stack.add_servers(hosts)}
+            for i, hosts in enumerate(PLAN_HOSTS)
+        ],
+    }
+
+
+def lose_the_answer(stack: LocalStack, *, job_created: bool) -> None:
+    """The next StartRecovery answers 500, after creating its job or not."""
+    original = stack.fake.start_recovery
+    state = {"calls": 0}
+
+    def flaky(params: Any = None, /, **kwargs: Any) -> Any:
+        state["calls"] += 1
+        if state["calls"] == 1:
+            if job_created:
+                original(params, **kwargs)
+            raise DrsApiError("InternalServerException", 500, "the answer was lost")
+        return original(params, **kwargs)
+
+    stack.fake.start_recovery = flaky  # type: ignore[method-assign]
+
+
+def jobs(stack: LocalStack) -> list[str]:
+    return [job["jobID"] for job in stack.fake.describe_jobs({})["items"]]
+
+
+def wave1(stack: LocalStack, execution_id: str) -> dict[str, Any]:
+    return stack.get_execution(execution_id)["waves"][0]
+
+
+def test_a_lost_answer_is_not_retried_and_the_sweep_adopts_the_started_job(stack: LocalStack):
+    # Given DRS starts the job but its answer is lost (500)
+    lose_the_answer(stack, job_created=True)
+    # When a plan is POSTed
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    # Then it is accepted, StartRecovery was sent once, and wave 1 waits with no job id
+    assert status == 202, document
+    assert stack.counter.calls["drs:StartRecovery"] == 1
+    assert len(jobs(stack)) == 1
+    assert document["waves"][0]["status"] == "PENDING" and document["waves"][0]["jobId"] is None
+    # And the next sweep finds the job by its tags and records it
+    stack.sweep()
+    wave = wave1(stack, document["executionId"])
+    assert wave["status"] == "LAUNCHING"
+    assert wave["jobId"] == jobs(stack)[0]
+    assert stack.fake.get_job(wave["jobId"])["tags"] == job_tags(document["executionId"], 1)
+    # And from there the wave runs to its end as usual
+    for server in wave["servers"]:
+        stack.launch(wave["jobId"], server["sourceServerId"])
+    complete_job(stack, wave["jobId"])
+    stack.sweep()
+    assert wave1(stack, document["executionId"])["status"] == "COMPLETED"
+    assert len(jobs(stack)) == 1
+
+
+def test_a_start_whose_job_id_could_not_be_recorded_is_adopted_by_the_sweep(stack: LocalStack, mocker):
+    # Given DynamoDB refuses the write that records the job id (after StartRecovery succeeded)
+    store = services().store
+    original = store.write_wave
+    mocker.patch.object(store, "write_wave", side_effect=TemporaryError("ProvisionedThroughputExceeded"))
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    # Then the POST is accepted (the job runs) but wave 1 is not yet linked to it
+    assert status == 202, document
+    assert document["waves"][0]["jobId"] is None
+    assert len(jobs(stack)) == 1
+    # And once DynamoDB recovers, the sweep links it
+    mocker.patch.object(store, "write_wave", side_effect=original)
+    stack.sweep()
+    assert wave1(stack, document["executionId"])["jobId"] == jobs(stack)[0]
+
+
+def test_a_read_timeout_on_start_is_not_retried_and_is_resolved_by_the_sweep(stack: LocalStack, mocker):
+    client = services().executions._drs_start
+    original = client.start_recovery
+
+    def timeout_after_starting(**kwargs: Any) -> Any:
+        original(**kwargs)
+        raise ReadTimeoutError(endpoint_url="http://drs")
+
+    mocker.patch.object(client, "start_recovery", side_effect=timeout_after_starting)
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 202, document
+    assert len(jobs(stack)) == 1
+    stack.sweep()
+    assert wave1(stack, document["executionId"])["jobId"] == jobs(stack)[0]
+
+
+def test_a_lost_start_that_created_nothing_waits_out_the_grace_then_fails_with_a_reason(stack: LocalStack):
+    lose_the_answer(stack, job_created=False)
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 202, document
+    # Within the grace period the sweep looks, finds no job, and changes nothing
+    stack.counter.reset()
+    stack.sweep()
+    assert dynamodb_writes(stack) == 0
+    assert wave1(stack, document["executionId"])["status"] == "PENDING"
+
+
+def test_after_the_grace_a_start_that_created_nothing_ends_failed():
+    with LocalStack(env={"START_GRACE_SECONDS": "0"}) as stack:
+        lose_the_answer(stack, job_created=False)
+        status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+        assert status == 202, document
+        stack.sweep()
+        wave = wave1(stack, document["executionId"])
+        assert wave["status"] == "FAILED"
+        assert "nothing was started" in wave["error"]
+        assert jobs(stack) == []
+        assert stack.sweep()["visited"] == 0  # terminal: off the sweep's worklist
+
+
+def test_throttled_starts_are_retried_a_bounded_number_of_times(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(services().executions, "_sleep", lambda _: None)
+    stack.fake.throttle_next("StartRecovery", 2)
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 202, document
+    assert stack.counter.calls["drs:StartRecovery"] == 3
+    assert document["waves"][0]["status"] == "LAUNCHING"
+    assert len(jobs(stack)) == 1
+
+
+def test_a_conflict_with_our_own_earlier_start_adopts_that_job_instead_of_failing(stack: LocalStack):
+    # Given wave 2's start was requested and DRS started its tagged job, but the id was never stored
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 202
+    runtime = services()
+    wave2 = runtime.store.get_wave(wave_key(document["executionId"], 2))
+    assert wave2 is not None
+    wave2 = runtime.store.write_wave(
+        wave2.model_copy(update={"start_requested_at": "2026-11-26T10:00:00.000Z"}),
+        updated_at="2026-11-26T10:00:00.000Z",
+    )
+    earlier = stack.fake.start_recovery(
+        {
+            "sourceServers": [{"sourceServerID": s.source_server_id} for s in wave2.servers],
+            "isDrill": True,
+            "tags": job_tags(document["executionId"], 2),
+        }
+    )["job"]["jobID"]
+    # When the wave is started again (DRS answers ConflictException: its servers are busy)
+    started = runtime.executions.start_wave(wave2)
+    # Then the earlier job is adopted; no second job exists
+    assert started.job_id == earlier
+    assert started.status.value == "LAUNCHING"
+    assert len(jobs(stack)) == 2  # wave 1's and wave 2's
+
+
+def test_a_conflict_with_someone_elses_job_fails_the_wave_with_the_reason(stack: LocalStack):
+    body = plan_body(stack)
+    busy = body["waves"][0]["sourceServerIds"][0]
+    stack.fake.start_recovery({"sourceServers": [{"sourceServerID": busy}], "isDrill": False})
+    status, _, reply = stack.http("POST", "/executions", body=body)
+    assert status == 409
+    assert "ConflictException" in reply["execution"]["waves"][0]["error"]
+    assert [w["status"] for w in reply["execution"]["waves"]] == ["FAILED", "CANCELLED"]
+
+
+def test_a_base64_encoded_body_is_decoded(stack: LocalStack):
+    event = http_event("POST", "/executions", body=plan_body(stack))
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+    reply = stack.invoke("start", event)
+    assert reply["statusCode"] == 202, reply
+
+
+@pytest.mark.parametrize(
+    "body", ["[" * 100_000, '{"waves": ' + "[" * 5000 + "]" * 5000 + "}"], ids=["deep array", "deep waves"]
+)
+def test_a_pathologically_nested_body_is_a_clean_400(stack: LocalStack, body: str):
+    stack.counter.reset()
+    status, _, reply = stack.http("POST", "/executions", body=body)
+    assert status == 400, reply
+    assert dynamodb_writes(stack) == 0
+    assert json.dumps(reply)
