@@ -15,6 +15,7 @@ from reconciler.core import (
     is_allowed_transition,
     later_launch_status,
     next_state,
+    resolve_start,
 )
 from reconciler.observation import Ec2Details, Observation, ObservedJob, ObservedServer
 from schemas.records import ExecutionStatus, LaunchStatus, ServerRecord, WaveRecord, WaveStatus
@@ -349,3 +350,46 @@ def test_the_launch_status_closure_matches_the_declared_graph():
     }
     assert _later(LaunchStatus.LAUNCHED) == {LaunchStatus.TERMINATED}
     assert _later(LaunchStatus.FAILED) == set()
+
+
+# -- a start whose job id never got recorded --------------------------------------------------
+
+START_GRACE = timedelta(minutes=5)
+
+
+def requested(at: str = "2026-11-26T10:00:00.000Z") -> WaveRecord:
+    return wave(WaveStatus.PENDING).model_copy(update={"job_id": None, "start_requested_at": at})
+
+
+def test_a_lost_start_adopts_the_tagged_job_drs_holds():
+    found = ObservedJob(JOB, "PENDING", "2026-11-26T10:00:01+00:00")
+    desired = resolve_start(requested(), found, now=T0 + timedelta(minutes=1), start_grace=START_GRACE)
+    assert (desired.job_id, desired.status, desired.start_time) == (
+        JOB,
+        WaveStatus.LAUNCHING,
+        "2026-11-26T10:00:01.000Z",
+    )
+
+
+def test_a_lost_start_with_no_job_waits_for_the_grace_then_fails_saying_why():
+    stored = requested()
+    assert resolve_start(stored, None, now=T0 + timedelta(minutes=4), start_grace=START_GRACE) is stored
+    failed = resolve_start(stored, None, now=T0 + timedelta(minutes=5), start_grace=START_GRACE)
+    assert failed.status is WaveStatus.FAILED
+    assert failed.end_time == "2026-11-26T10:05:00.000Z"
+    assert "nothing was started" in (failed.error or "")
+    assert complete_before_green_violations(failed) == []
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        wave(),
+        wave(WaveStatus.PENDING).model_copy(update={"job_id": None}),
+        requested().model_copy(update={"status": WaveStatus.CANCELLED}),
+    ],
+    ids=["has a job", "start never requested", "terminal"],
+)
+def test_resolve_start_leaves_other_waves_alone(stored: WaveRecord):
+    found = ObservedJob("drsjob-BBBBBBBBBBBBBBBBB", "STARTED", None)
+    assert resolve_start(stored, found, now=T0 + timedelta(hours=1), start_grace=START_GRACE) is stored
