@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 ## Replay the sample 3-wave scenario through the handlers on embedded local AWS and print the table.
 demo: $(STAMP)
-	$(BIN)/python -m local.demo $(ARGS)
+	$(BIN)/python -m local.cli.demo $(ARGS)
 
 ## Lint, type-check, check the layers, then run every test.
 test: lint pytest

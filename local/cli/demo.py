@@ -12,9 +12,9 @@ import json
 import sys
 from typing import Any
 
+from local.cli.table import render
 from local.scenario import ScenarioRun, load_scenario, run_scenario
 from local.stack import LocalStack
-from local.table import render
 
 
 def _describe(step: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ def render(document: dict[str, Any]) -> str:
         )
         if wave.get("error"):
             lines.append(f"  ! {wave['error']}")
-        lines.append("  " + header)
+        lines.append(("  " + header).rstrip())
         for server in wave["servers"]:
             cells = [
                 _cell(server.get(key)).ljust(width) for (_, key), width in zip(COLUMNS, widths, strict=True)

@@ -1,0 +1,1 @@
+"""Command-line tools for the local stack (the only modules that print)."""
