@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
-from schemas.api import ExecutionDocument, ServerDocument, WaveDocument
+from schemas.api import ExecutionDocument, WaveDocument
 from schemas.records import ExecutionRecord, WaveRecord
 
 from .core import execution_status
@@ -23,6 +23,8 @@ class StoreReader(Protocol):
 
 
 def execution_document(execution: ExecutionRecord, waves: Sequence[WaveRecord]) -> ExecutionDocument:
+    """The API document: the records' own fields (the models share their names), plus the
+    execution's status and `updatedAt` derived from its waves."""
     return ExecutionDocument(
         execution_id=execution.execution_id,
         name=execution.name,
@@ -30,32 +32,7 @@ def execution_document(execution: ExecutionRecord, waves: Sequence[WaveRecord]) 
         status=execution_status(waves).value,
         created_at=execution.created_at,
         updated_at=max([execution.updated_at, *(w.updated_at for w in waves)]),
-        waves=[
-            WaveDocument(
-                wave_number=w.wave_number,
-                name=w.name,
-                status=w.status.value,
-                job_id=w.job_id,
-                start_time=w.start_time,
-                end_time=w.end_time,
-                error=w.error,
-                servers=[
-                    ServerDocument(
-                        source_server_id=s.source_server_id,
-                        hostname=s.hostname,
-                        launch_status=s.launch_status.value,
-                        recovered_instance_id=s.recovered_instance_id,
-                        instance_type=s.instance_type,
-                        private_ip=s.private_ip,
-                        launch_time=s.launch_time,
-                        ec2_state=s.ec2_state,
-                        error=s.error,
-                    )
-                    for s in w.servers
-                ],
-            )
-            for w in waves
-        ],
+        waves=[WaveDocument.model_validate(w.model_dump(mode="json")) for w in waves],
     )
 
 

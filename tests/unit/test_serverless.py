@@ -16,6 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG: dict[str, Any] = yaml.safe_load((ROOT / "serverless.yml").read_text())
 FUNCTIONS = CONFIG["functions"]
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# What reconciling a wave calls: the describes of DRS and EC2, and the versioned read/write.
+RECONCILING = {
+    "drs:DescribeJobs",
+    "drs:DescribeRecoveryInstances",
+    "ec2:DescribeInstances",
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+}
 # What drs:StartRecovery needs besides itself (Service Authorization Reference, "Dependent actions").
 START_RECOVERY_DEPENDENCIES = {
     "drs:CreateRecoveryInstanceForDrs",
@@ -103,29 +112,8 @@ def test_http_routes():
     ("function", "allowed"),
     [
         ("read", {"dynamodb:GetItem", "dynamodb:Query"}),
-        (
-            "reconcile",
-            {
-                "drs:DescribeJobs",
-                "drs:DescribeRecoveryInstances",
-                "ec2:DescribeInstances",
-                "dynamodb:GetItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:Query",
-                "sqs:SendMessage",
-            },
-        ),
-        (
-            "sweep",
-            {
-                "drs:DescribeJobs",
-                "drs:DescribeRecoveryInstances",
-                "ec2:DescribeInstances",
-                "dynamodb:GetItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:Query",
-            },
-        ),
+        ("reconcile", {*RECONCILING, "sqs:SendMessage"}),
+        ("sweep", RECONCILING),
         (
             "start",
             {
