@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint pytest venv bundle clean
+.PHONY: demo test lint pytest venv bundle costs clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## Replay the sample 3-wave scenario through the handlers on embedded local AWS and print the table.
 demo: $(STAMP)
 	$(BIN)/python -m local.cli.demo $(ARGS)
+
+## AWS requests of one reconcile of a 100-server wave and of one GET (ARGS=--servers N).
+costs: $(STAMP)
+	$(BIN)/python -m local.cli.costs $(ARGS)
 
 ## Lint, type-check, check the layers, then run every test.
 test: lint pytest

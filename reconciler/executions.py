@@ -136,7 +136,7 @@ class Executions:
         self._clock = clock
         self._new_id = new_id
         self._max = max_servers_per_wave
-        self._page = {"PageSize": page_size} if page_size else {}
+        self._page = {"PageSize": page_size or DRS_FILTER_MAX}
         self._sleep = sleep
 
     def create(self, request: CreateExecutionRequest) -> ExecutionDocument:

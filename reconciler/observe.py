@@ -54,9 +54,11 @@ class DrsObserver:
         self._drs = drs
         self._ec2 = ec2
         self._clock = clock
-        self._page = {"PageSize": page_size} if page_size else {}
-        # EC2 wants MaxResults between 5 and 1000.
-        self._ec2_page = {"PageSize": max(5, page_size)} if page_size else {}
+        # Ask for full pages explicitly rather than trust each service's default page size: 200
+        # matches our 200-id filter chunks (one DRS page per chunk) and 1000 is EC2's maximum
+        # (MaxResults must be 5-1000). Tests set a small page size to exercise pagination.
+        self._page = {"PageSize": page_size or DRS_FILTER_MAX}
+        self._ec2_page = {"PageSize": max(5, page_size) if page_size else 1000}
 
     def observe(self, job_id: str) -> Observation:
         try:

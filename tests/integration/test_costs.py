@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from local.stack import LocalStack
 from reconciler.runtime import services
 from reconciler.store import ITEM_LIMIT_BYTES, estimate_item_bytes, from_attrs, wave_key
@@ -10,18 +12,20 @@ from tests.conftest import complete_job, post_plan
 
 RECONCILE_FLOOR = {
     "drs:DescribeJobs": 1,
-    "drs:DescribeRecoveryInstances": 1,  # ceil(100 / 200)
-    "ec2:DescribeInstances": 1,  # ceil(100 / 200) with an instance-id filter
+    "drs:DescribeRecoveryInstances": 1,  # ceil(N / 200)
+    "ec2:DescribeInstances": 1,  # ceil(N / 200) with an instance-id filter, 1000 per page
     "dynamodb:Query": 1,  # the byJob index: job id -> wave key
     "dynamodb:GetItem": 1,  # the wave, strongly consistent
     "dynamodb:UpdateItem": 1,  # the one conditional write
 }
 
 
-def test_one_reconcile_of_a_100_server_wave_costs_the_floor_and_one_get_costs_one_query():
-    with LocalStack(max_servers_per_job=100) as stack:
-        # Given a 100-server wave, every server launched and visible, the job completed
-        doc = post_plan(stack, [[f"srv-{i:03d}" for i in range(100)]])
+@pytest.mark.parametrize("servers", [100, 200])
+def test_one_reconcile_costs_the_floor_and_one_get_costs_one_query(servers: int):
+    with LocalStack(max_servers_per_job=servers) as stack:
+        # Given a wave of 100 or 200 servers, every one launched and visible, the job completed
+        doc = post_plan(stack, [[f"srv-{i:03d}" for i in range(servers)]])
+        assert stack.counter.calls["drs:DescribeSourceServers"] == 1  # ceil(N / 200) at creation
         job = doc["waves"][0]["jobId"]
         for server in doc["waves"][0]["servers"]:
             stack.launch(job, server["sourceServerId"])
