@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.errors import PermanentError, TemporaryError
-from reconciler.executions import PlanInvalid, StartRejected, parse_plan
+from reconciler.executions import UNREACHABLE, PlanInvalid, StartRejected, parse_plan
 from reconciler.observability import logger, metrics, tracer
 from reconciler.runtime import services
 from schemas.api import ErrorDocument
@@ -50,7 +50,7 @@ def create_execution() -> Response[str]:
         )
         return Response(503, JSON, body.model_dump_json(), headers={"Retry-After": "5"})
     except StartRejected as rejected:
-        status = 429 if rejected.code in BUSY_CODES else 409
+        status = 503 if rejected.code == UNREACHABLE else 429 if rejected.code in BUSY_CODES else 409
         payload = {
             "message": f"DRS did not start wave 1: {rejected}",
             "execution": rejected.document.model_dump(by_alias=True),

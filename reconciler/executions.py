@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.api import SOURCE_SERVER_ID, CreateExecutionRequest, ExecutionDocument, WavePlan
@@ -29,17 +29,18 @@ from .documents import execution_document
 from .errors import (
     PermanentError,
     ReconcilerError,
-    TemporaryError,
     VersionConflict,
     classify_aws_error,
     client_error_code,
 )
 from .observability import logger, metrics_count
 from .observe import DRS_FILTER_MAX, DrsObserver, chunks, job_tags
-from .store import TooLarge, WaveStore, wave_key
+from .store import TooLarge, WaveStore, wave_from_item, wave_key
 
 # Pauses between StartRecovery attempts that DRS refused with ThrottlingException (seconds).
 THROTTLE_BACKOFF = (0.2, 0.6)
+LOOKUP_WHEN_INVALID = 1000
+UNREACHABLE = "DrsUnreachable"
 # An execution is created in one transaction (at most 100 items, 4 MB): 50 waves plus the
 # execution item keeps far inside both, even with 200-server waves.
 MAX_WAVES = 50
@@ -149,10 +150,13 @@ class Executions:
                 if SOURCE_SERVER_ID.fullmatch(sid)
             )
         )
-        hostnames = self._hostnames(well_formed)
-        unknown = [sid for sid in well_formed if sid not in hostnames]
-        if unknown:
-            problems.append(f"unknown to DRS: {', '.join(unknown)}")
+        # A plan already known to be wrong costs DRS at most a few lookups (the sweep shares the
+        # account's DRS rate), so its unknown ids are listed only when they are few.
+        if not problems or len(well_formed) <= LOOKUP_WHEN_INVALID:
+            hostnames = self._hostnames(well_formed)
+            unknown = [sid for sid in well_formed if sid not in hostnames]
+            if unknown:
+                problems.append(f"unknown to DRS: {', '.join(unknown)}")
         if problems:
             raise PlanInvalid(problems)
         now = iso_z(self._clock())
@@ -201,18 +205,34 @@ class Executions:
 
     def start_wave(self, wave: WaveRecord) -> WaveRecord:
         """Start a PENDING wave's DRS job: record that the start is requested (so the sweep can
-        find a job whose answer gets lost), start it, record the job id. Returns the stored wave."""
-        if wave.status is not WaveStatus.PENDING or wave.job_id:
-            raise PermanentError(f"wave {wave.wave_number} is {wave.status.value}, not startable")
-        if wave.start_requested_at is None:
+        find a job whose answer gets lost), start it, record the job id. Returns the stored wave.
+
+        A wave whose start was already requested is first looked up by its tags: a job DRS holds
+        for it is adopted, never started twice (even if that job has finished since)."""
+        current = self._store.get_wave(wave_key(wave.execution_id, wave.wave_number)) or wave
+        if current.status is not WaveStatus.PENDING or current.job_id:
+            raise PermanentError(f"wave {current.wave_number} is {current.status.value}, not startable")
+        if current.start_requested_at is not None:
+            found = self._observer.find_started_job(
+                current.execution_id, current.wave_number, current.start_requested_at
+            )
+            if found is not None:
+                return self._record_job(
+                    current, {"jobID": found.job_id, "creationDateTime": found.creation_time}
+                )
+        else:
             now = iso_z(self._clock())
-            wave = self._store.write_wave(wave.model_copy(update={"start_requested_at": now}), updated_at=now)
+            current = self._store.write_wave(
+                current.model_copy(update={"start_requested_at": now}), updated_at=now
+            )
         try:
-            return self._start(wave)
+            return self._start(current)
         except _Refused as refused:
             reason = f"DRS refused StartRecovery: {refused}"
             now = iso_z(self._clock())
-            failed = wave.model_copy(update={"status": WaveStatus.FAILED, "error": reason, "end_time": now})
+            failed = current.model_copy(
+                update={"status": WaveStatus.FAILED, "error": reason, "end_time": now}
+            )
             return self._store.write_wave(failed, updated_at=now)
 
     def _start(self, wave: WaveRecord) -> WaveRecord:
@@ -236,17 +256,12 @@ class Executions:
                 if code == "ThrottlingException" and pause is not None:
                     self._sleep(pause)  # refused outright: nothing started, safe to ask again
                     continue
-                if code == "ConflictException":  # maybe our own earlier attempt holds the servers
-                    found = self._observer.find_started_job(
-                        wave.execution_id, wave.wave_number, wave.start_requested_at or iso_z(self._clock())
-                    )
-                    if found is not None:
-                        job = {"jobID": found.job_id, "creationDateTime": found.creation_time}
-                        break
                 if status >= 500:
                     logger.warning("StartRecovery answer unknown; the sweep will adopt the job", extra=keys)
                     return wave
                 raise _Refused(code, message) from error
+            except (EndpointConnectionError, ConnectTimeoutError) as error:  # never reached DRS
+                raise _Refused(UNREACHABLE, str(error)) from error
             except BotoCoreError:
                 logger.warning("StartRecovery answer lost; the sweep will adopt the job", extra=keys)
                 return wave
@@ -256,8 +271,10 @@ class Executions:
         return self._record_job(wave, job)
 
     def _record_job(self, wave: WaveRecord, job: dict[str, Any]) -> WaveRecord:
-        """Store the job id (LAUNCHING) with a versioned write, a few times; if DynamoDB keeps
-        failing, the wave stays PENDING with its start requested and the sweep adopts the job."""
+        """Store the job id (LAUNCHING) with a versioned write, a few times. Never raises: the
+        job exists, so whatever goes wrong here the wave stays PENDING with its start requested
+        and the sweep adopts the job by its tags."""
+        keys = {"executionId": wave.execution_id, "waveNumber": wave.wave_number, "jobId": job["jobID"]}
         for _attempt in range(3):
             now = iso_z(self._clock())
             started = wave.model_copy(
@@ -269,31 +286,50 @@ class Executions:
             )
             try:
                 return self._store.write_wave(started, updated_at=now)
-            except VersionConflict:
-                current = self._store.get_wave(wave_key(wave.execution_id, wave.wave_number))
-                if current is None or current.job_id or current.status is not WaveStatus.PENDING:
-                    return current or wave  # someone else recorded (or ended) it
+            except VersionConflict as conflict:
+                try:
+                    current = (
+                        wave_from_item(conflict.current)
+                        if conflict.current
+                        else self._store.get_wave(wave_key(wave.execution_id, wave.wave_number))
+                    )
+                except ReconcilerError:
+                    break
+                if current is None:
+                    break
+                if current.job_id or current.status is not WaveStatus.PENDING:
+                    if current.job_id != job["jobID"]:
+                        logger.error("DRS job started but its wave moved on without it", extra=keys)
+                        metrics_count("OrphanedJobs")
+                    return current  # the sweep recorded it first (or the wave ended)
                 wave = current
-            except TemporaryError:
+            except ReconcilerError:
                 continue
-        logger.error(
-            "DRS job started but not recorded; the sweep will adopt it", extra={"jobId": job["jobID"]}
-        )
+        logger.error("DRS job started but not recorded; the sweep will adopt it", extra=keys)
         return wave
 
     def _abandon(self, waves: list[WaveRecord], reason: str) -> list[WaveRecord]:
+        """Wave 1 FAILED with the reason and the others CANCELLED, in one transaction. If that
+        fails, wave 1 keeps its requested start and the sweep ends it after the start grace."""
         now = iso_z(self._clock())
-        result = []
-        for wave in waves:
-            if wave.wave_number == 1:
-                update: dict[str, object] = {"status": WaveStatus.FAILED, "error": reason, "end_time": now}
-            else:
-                update = {
+        ended = [
+            wave.model_copy(
+                update={"status": WaveStatus.FAILED, "error": reason, "end_time": now}
+                if wave.wave_number == 1
+                else {
                     "status": WaveStatus.CANCELLED,
                     "error": "not started: wave 1 could not start",
                     "end_time": now,
                 }
-            result.append(self._store.write_wave(wave.model_copy(update=update), updated_at=now))
+            )
+            for wave in waves
+        ]
+        try:
+            result = self._store.write_waves(ended, updated_at=now)
+        except ReconcilerError as error:
+            extra = {"executionId": waves[0].execution_id, "error": str(error)}
+            logger.error("could not record the refused start", extra=extra)
+            return waves
         logger.warning("execution abandoned", extra={"executionId": waves[0].execution_id, "reason": reason})
         return result
 

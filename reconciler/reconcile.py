@@ -70,10 +70,10 @@ class Reconciler:
         if job_id is None:
             if stored.start_requested_at is None:
                 return Outcome.NO_JOB
+            now = self._clock()  # before looking: a job created after this look is not missed
             found = self._observer.find_started_job(
                 stored.execution_id, stored.wave_number, stored.start_requested_at
             )
-            now = self._clock()
             return self._converge(
                 key, stored, lambda w: resolve_start(w, found, now=now, start_grace=self._start_grace)
             )

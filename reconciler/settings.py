@@ -16,7 +16,9 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=3, max_length=255)
     ec2_grace_seconds: int = Field(default=900, ge=0, le=86_400)
-    start_grace_seconds: int = Field(default=300, ge=0, le=86_400)
+    # Well above the start function's 25 s timeout, so the sweep never gives up on a start that
+    # is still in flight.
+    start_grace_seconds: int = Field(default=300, ge=60, le=86_400)
     max_servers_per_wave: int = Field(default=100, ge=1, le=200)
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
     conflict_retries: int = Field(default=5, ge=1, le=50)

@@ -77,6 +77,17 @@ def _version_guard(expected: int | None) -> tuple[str, dict[str, str], dict[str,
     return "#version = :expected", {"#version": "version"}, {":expected": {"N": str(expected)}}, expected + 1
 
 
+def _transaction_error(error: ClientError) -> Exception:
+    """A failed condition in any action is a VersionConflict; other cancellations (throttling,
+    a concurrent transaction) are temporary; anything else is classified as usual."""
+    reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+    if "ConditionalCheckFailed" in reasons:
+        return VersionConflict(None, None)
+    if client_error_code(error) == "TransactionCanceledException":
+        return TemporaryError(f"TransactWriteItems cancelled: {reasons}")
+    return classify_aws_error(error, "TransactWriteItems")
+
+
 def _to_attrs(plain: dict[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(value) for name, value in plain.items()}
 
@@ -205,12 +216,7 @@ class WaveStore:
         try:
             self._client.transact_write_items(TransactItems=actions)
         except ClientError as error:
-            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-            if "ConditionalCheckFailed" in reasons:
-                raise VersionConflict(None, None) from error
-            if client_error_code(error) == "TransactionCanceledException":
-                raise TemporaryError(f"TransactWriteItems cancelled: {reasons}") from error
-            raise classify_aws_error(error, "TransactWriteItems") from error
+            raise _transaction_error(error) from error
         return execution, waves
 
     def write_wave(self, wave: WaveRecord, *, updated_at: str) -> WaveRecord:
@@ -218,6 +224,26 @@ class WaveStore:
 
         Raises VersionConflict (with the current item when DynamoDB returns it) otherwise.
         """
+        written, update = self._versioned_update(wave, updated_at)
+        try:
+            self._client.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except ClientError as error:
+            if client_error_code(error) == "ConditionalCheckFailedException":
+                raise VersionConflict(wave.version, error.response.get("Item")) from error
+            raise classify_aws_error(error, "UpdateItem") from error
+        return written
+
+    def write_waves(self, waves: Sequence[WaveRecord], *, updated_at: str) -> list[WaveRecord]:
+        """`write_wave` for several waves, all or nothing (one transaction, each versioned)."""
+        pairs = [self._versioned_update(wave, updated_at) for wave in waves]
+        try:
+            self._client.transact_write_items(TransactItems=[{"Update": update} for _, update in pairs])
+        except ClientError as error:
+            raise _transaction_error(error) from error
+        return [written for written, _ in pairs]
+
+    def _versioned_update(self, wave: WaveRecord, updated_at: str) -> tuple[WaveRecord, dict[str, Any]]:
+        """The UpdateItem request that replaces every attribute we own, under the version rule."""
         key = wave_key(wave.execution_id, wave.wave_number)
         condition, names, values, version = _version_guard(wave.version)
         written = wave.model_copy(update={"version": version, "updated_at": updated_at})
@@ -237,21 +263,14 @@ class WaveStore:
             for i, name in enumerate(removed):
                 names[f"#r{i}"] = name
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=key.as_key(),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as error:
-            if client_error_code(error) == "ConditionalCheckFailedException":
-                raise VersionConflict(wave.version, error.response.get("Item")) from error
-            raise classify_aws_error(error, "UpdateItem") from error
-        return written
+        return written, {
+            "TableName": self._table,
+            "Key": key.as_key(),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     # -- helpers -----------------------------------------------------------------------------
 

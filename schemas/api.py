@@ -35,7 +35,7 @@ class CreateExecutionRequest(_ApiModel):
 
     name: str = Field(min_length=1, max_length=128)
     is_drill: bool
-    waves: list[WavePlan] = Field(max_length=1000)
+    waves: list[WavePlan] = Field(max_length=100)
 
 
 class ServerDocument(_ApiModel):

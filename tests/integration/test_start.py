@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
 from local.drs_fake import DrsApiError
 from local.lambda_events import http_event
 from local.stack import LocalStack
+from reconciler import runtime
 from reconciler.errors import TemporaryError
 from reconciler.observe import job_tags
 from reconciler.runtime import services
@@ -65,7 +67,7 @@ def test_a_lost_answer_is_not_retried_and_the_sweep_adopts_the_started_job(stack
     status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
     # Then it is accepted, StartRecovery was sent once, and wave 1 waits with no job id
     assert status == 202, document
-    assert stack.counter.calls["drs:StartRecovery"] == 1
+    assert stack.fake.call_counts()["StartRecovery"] == 1  # HTTP attempts, not SDK calls
     assert len(jobs(stack)) == 1
     assert document["waves"][0]["status"] == "PENDING" and document["waves"][0]["jobId"] is None
     # And the next sweep finds the job by its tags and records it
@@ -126,17 +128,129 @@ def test_a_lost_start_that_created_nothing_waits_out_the_grace_then_fails_with_a
     assert wave1(stack, document["executionId"])["status"] == "PENDING"
 
 
-def test_after_the_grace_a_start_that_created_nothing_ends_failed():
-    with LocalStack(env={"START_GRACE_SECONDS": "0"}) as stack:
-        lose_the_answer(stack, job_created=False)
+def later(monkeypatch: pytest.MonkeyPatch, minutes: int) -> None:
+    """Move our clock (not DRS's) forward, as if the sweep ran that much later."""
+    moment = datetime.now(UTC) + timedelta(minutes=minutes)
+    monkeypatch.setattr(runtime, "CLOCK", lambda: moment)
+    runtime.reset()
+
+
+def test_after_the_grace_a_start_that_created_nothing_ends_failed(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+):
+    lose_the_answer(stack, job_created=False)
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 202, document
+    later(monkeypatch, minutes=6)  # START_GRACE_SECONDS is 300 by default
+    stack.sweep()
+    wave = wave1(stack, document["executionId"])
+    assert wave["status"] == "FAILED"
+    assert "nothing was started" in wave["error"]
+    assert jobs(stack) == []
+    assert stack.sweep()["visited"] == 0  # terminal: off the sweep's worklist
+
+
+def test_a_sweep_that_adopts_the_job_before_the_post_records_it_wins_cleanly(stack: LocalStack):
+    # Given a sweep that runs between DRS creating the job and the POST recording it
+    original = stack.fake.start_recovery
+
+    def start_then_sweep(params: Any = None, /, **kwargs: Any) -> Any:
+        reply = original(params, **kwargs)
+        stack.sweep()  # adopts the tagged job (the POST's write will now lose its version race)
+        return reply
+
+    stack.fake.start_recovery = start_then_sweep  # type: ignore[method-assign]
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    # Then the POST answers with the wave as stored: LAUNCHING with the one job
+    assert status == 202, document
+    assert document["waves"][0]["status"] == "LAUNCHING"
+    assert document["waves"][0]["jobId"] == jobs(stack)[0]
+    assert stack.fake.call_counts()["StartRecovery"] == 1
+
+
+def test_the_sweep_finds_a_lost_job_among_many_on_later_pages():
+    with LocalStack(page_size=1) as stack:
+        for i in range(4):  # unrelated jobs in the account, created before and after ours
+            other = stack.add_servers([f"other-{i}"])[0]
+            stack.fake.start_recovery({"sourceServers": [{"sourceServerID": other}], "isDrill": False})
+        lose_the_answer(stack, job_created=True)
         status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
-        assert status == 202, document
+        assert status == 202
+        ours = [j for j in stack.fake.describe_jobs({})["items"] if j["tags"]]
+        other = stack.add_servers(["other-late"])[0]
+        stack.fake.start_recovery({"sourceServers": [{"sourceServerID": other}], "isDrill": False})
         stack.sweep()
-        wave = wave1(stack, document["executionId"])
-        assert wave["status"] == "FAILED"
-        assert "nothing was started" in wave["error"]
-        assert jobs(stack) == []
-        assert stack.sweep()["visited"] == 0  # terminal: off the sweep's worklist
+        assert wave1(stack, document["executionId"])["jobId"] == ours[0]["jobID"]
+
+
+def test_a_job_tagged_for_another_wave_is_never_adopted(stack: LocalStack):
+    # Given wave 1's start was lost with no job, and a job tagged for wave 2 of the same execution
+    lose_the_answer(stack, job_created=False)
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 202
+    wave2_servers = [s["sourceServerId"] for s in document["waves"][1]["servers"]]
+    stack.fake.start_recovery(
+        {
+            "sourceServers": [{"sourceServerID": sid} for sid in wave2_servers],
+            "isDrill": True,
+            "tags": job_tags(document["executionId"], 2),
+        }
+    )
+    # When the sweep looks for wave 1's job
+    stack.sweep()
+    # Then wave 1 does not take wave 2's job
+    assert wave1(stack, document["executionId"])["jobId"] is None
+
+
+def test_starting_a_wave_whose_earlier_job_already_finished_adopts_it_instead_of_starting_again(
+    stack: LocalStack,
+):
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 202
+    runtime_ = services()
+    wave2 = runtime_.store.get_wave(wave_key(document["executionId"], 2))
+    assert wave2 is not None
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    wave2 = runtime_.store.write_wave(wave2.model_copy(update={"start_requested_at": now}), updated_at=now)
+    earlier = stack.fake.start_recovery(
+        {
+            "sourceServers": [{"sourceServerID": s.source_server_id} for s in wave2.servers],
+            "isDrill": True,
+            "tags": job_tags(document["executionId"], 2),
+        }
+    )["job"]["jobID"]
+    complete_job(stack, earlier)  # no ConflictException would warn us any more
+    started = runtime_.executions.start_wave(wave2)
+    assert started.job_id == earlier
+    assert stack.fake.call_counts()["StartRecovery"] == 2  # wave 1's and the earlier one; none now
+
+
+def test_when_drs_cannot_be_reached_nothing_started_and_the_answer_is_503(stack: LocalStack, mocker):
+    client = services().executions._drs_start
+    mocker.patch.object(
+        client, "start_recovery", side_effect=EndpointConnectionError(endpoint_url="http://drs")
+    )
+    status, _, reply = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 503, reply
+    assert [w["status"] for w in reply["execution"]["waves"]] == ["FAILED", "CANCELLED"]
+    assert jobs(stack) == []
+
+
+def test_a_refused_start_that_cannot_be_recorded_is_ended_by_the_sweep(
+    stack: LocalStack, mocker, monkeypatch: pytest.MonkeyPatch
+):
+    body = plan_body(stack)
+    stack.fake.start_recovery(
+        {"sourceServers": [{"sourceServerID": body["waves"][0]["sourceServerIds"][0]}], "isDrill": False}
+    )
+    mocker.patch.object(services().store, "write_waves", side_effect=TemporaryError("throttled"))
+    status, _, reply = stack.http("POST", "/executions", body=body)
+    assert status == 409, reply
+    assert reply["execution"]["waves"][0]["status"] == "PENDING"  # not recorded, still requested
+    mocker.stopall()
+    later(monkeypatch, minutes=6)
+    stack.sweep()
+    assert wave1(stack, reply["execution"]["executionId"])["status"] == "FAILED"
 
 
 def test_throttled_starts_are_retried_a_bounded_number_of_times(
@@ -146,19 +260,19 @@ def test_throttled_starts_are_retried_a_bounded_number_of_times(
     stack.fake.throttle_next("StartRecovery", 2)
     status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
     assert status == 202, document
-    assert stack.counter.calls["drs:StartRecovery"] == 3
+    assert stack.fake.call_counts()["StartRecovery"] == 3
     assert document["waves"][0]["status"] == "LAUNCHING"
     assert len(jobs(stack)) == 1
 
 
-def test_a_conflict_with_our_own_earlier_start_adopts_that_job_instead_of_failing(stack: LocalStack):
+def test_a_wave_whose_requested_start_left_a_running_job_adopts_it_without_a_second_start(stack: LocalStack):
     # Given wave 2's start was requested and DRS started its tagged job, but the id was never stored
     status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
     assert status == 202
-    runtime = services()
-    wave2 = runtime.store.get_wave(wave_key(document["executionId"], 2))
+    runtime_ = services()
+    wave2 = runtime_.store.get_wave(wave_key(document["executionId"], 2))
     assert wave2 is not None
-    wave2 = runtime.store.write_wave(
+    wave2 = runtime_.store.write_wave(
         wave2.model_copy(update={"start_requested_at": "2026-11-26T10:00:00.000Z"}),
         updated_at="2026-11-26T10:00:00.000Z",
     )
@@ -169,9 +283,11 @@ def test_a_conflict_with_our_own_earlier_start_adopts_that_job_instead_of_failin
             "tags": job_tags(document["executionId"], 2),
         }
     )["job"]["jobID"]
-    # When the wave is started again (DRS answers ConflictException: its servers are busy)
-    started = runtime.executions.start_wave(wave2)
-    # Then the earlier job is adopted; no second job exists
+    # When the wave is started again
+    calls = stack.fake.call_counts()["StartRecovery"]
+    started = runtime_.executions.start_wave(wave2)
+    # Then the earlier job is adopted without asking DRS to start anything
+    assert stack.fake.call_counts()["StartRecovery"] == calls
     assert started.job_id == earlier
     assert started.status.value == "LAUNCHING"
     assert len(jobs(stack)) == 2  # wave 1's and wave 2's
