@@ -20,7 +20,7 @@ from .core import complete_before_green_violations, next_state, resolve_start
 from .errors import PermanentError, TemporaryError, VersionConflict
 from .observability import MetricUnit, logger, metrics_count
 from .observe import DrsObserver
-from .store import WaveKey, WaveStore, wave_from_item, wave_key
+from .store import WaveKey, WaveStore, wave_from_item
 
 
 class Outcome(enum.StrEnum):
@@ -135,4 +135,4 @@ def _keys(wave: WaveRecord) -> dict[str, object]:
     return {"executionId": wave.execution_id, "waveNumber": wave.wave_number, "jobId": wave.job_id}
 
 
-__all__ = ["Outcome", "Reconciler", "wave_key"]
+__all__ = ["Outcome", "Reconciler"]
