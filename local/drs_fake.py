@@ -16,6 +16,7 @@ import binascii
 import copy
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +51,10 @@ class DrsFake(DrsState):
             raise DrsApiError("UnknownOperationException", 404, f"Unknown operation {operation_name!r}")
         method: Callable[[Json], Json] = getattr(self, OPERATIONS[name])
         return method(params or {})
+
+    def latency(self, operation_name: str) -> float:
+        """Seconds the HTTP server waits before answering (none here; the simulator draws some)."""
+        return 0.0
 
     def _begin(self, name: str, params: Json, extra: Json) -> Json:
         request = copy.deepcopy({**params, **extra})
@@ -258,6 +263,9 @@ class _Handler(BaseHTTPRequestHandler):
             name = api_name(operation) if operation else ""
             if name not in OPERATIONS:
                 raise DrsApiError("UnknownOperationException", 404, f"Unknown operation {operation!r}")
+            delay = server.fake.latency(name)
+            if delay:
+                time.sleep(delay)
             body = server.fake.dispatch(name, params)
         except json.JSONDecodeError as error:
             self._error(DrsApiError("ValidationException", 400, f"Could not parse the request body: {error}"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from urllib.parse import parse_qs
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,20 +50,35 @@ def launch_result(
 
 
 def http_event(
-    method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    route: str | None = None,
+    path_parameters: dict[str, str] | None = None,
+    query: str = "",
+    source_ip: str = "127.0.0.1",
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, as the read and start functions receive it."""
-    route = "POST /executions" if method == "POST" else "GET /executions/{executionId}"
+    """An API Gateway HTTP API (payload 2.0) event, as the read and start functions receive it.
+
+    `route` and `path_parameters` default to this project's two routes, for tests that call a
+    handler directly; the local HTTP API passes the route it matched in serverless.yml.
+    """
+    if route is None:
+        route = "POST /executions" if method == "POST" else "GET /executions/{executionId}"
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "executions":
+            path_parameters = {"executionId": parts[1]}
     now = datetime.now(UTC)
     raw_body = body if isinstance(body, str) or body is None else json.dumps(body)
-    parts = path.strip("/").split("/")
-    path_parameters = {"executionId": parts[1]} if len(parts) == 2 and parts[0] == "executions" else None
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route,
         "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json", **{k.lower(): v for k, v in (headers or {}).items()}},
+        "rawQueryString": query,
+        "headers": {"content-type": "application/json", **lowered},
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "local",
@@ -72,8 +88,8 @@ def http_event(
                 "method": method,
                 "path": path,
                 "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "local",
+                "sourceIp": source_ip,
+                "userAgent": lowered.get("user-agent", "local"),
             },
             "requestId": str(uuid.uuid4()),
             "routeKey": route,
@@ -83,6 +99,10 @@ def http_event(
         },
         "isBase64Encoded": False,
     }
+    if query:
+        event["queryStringParameters"] = {
+            key: ",".join(values) for key, values in parse_qs(query, keep_blank_values=True).items()
+        }
     if path_parameters:
         event["pathParameters"] = path_parameters
     if raw_body is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from moto.core.botocore_stubber import BotocoreStubber
 
-_LOCK = threading.RLock()
+LOCK = threading.RLock()  # shared with the embedded server (local/aws_server.py)
 _original: Callable[..., Any] | None = None
 
 
@@ -27,7 +27,7 @@ def install() -> None:
     _original = original
 
     def locked(self: BotocoreStubber, request: Any) -> Any:
-        with _LOCK:
+        with LOCK:
             return original(self, request)
 
     BotocoreStubber.process_request = locked  # type: ignore[method-assign]

@@ -15,35 +15,20 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import boto3
-import yaml
 from moto import mock_aws
 
 from local import moto_lock
 from local.drs_fake import DrsFake, DrsFakeServer
+from local.serverless import table_properties
 from local.lambda_events import LambdaContext, http_event, launch_result
 from reconciler import runtime
 from reconciler.observability import logger
 
-ROOT = Path(__file__).resolve().parent.parent
-SERVERLESS = ROOT / "serverless.yml"
 REGION = "us-east-1"
-_TABLE_KEYS = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
-
-
-def table_properties(path: Path = SERVERLESS) -> dict[str, Any]:
-    """The DynamoDB table's CreateTable arguments, taken from serverless.yml's resources."""
-    document = yaml.safe_load(path.read_text())
-    resources = document["resources"]["Resources"]
-    tables = [r for r in resources.values() if r.get("Type") == "AWS::DynamoDB::Table"]
-    if len(tables) != 1:
-        raise ValueError(f"expected one DynamoDB table in {path}, found {len(tables)}")
-    properties: dict[str, Any] = tables[0]["Properties"]
-    return {key: properties[key] for key in _TABLE_KEYS if key in properties}
 
 
 class CallCounter:

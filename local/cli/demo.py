@@ -1,8 +1,15 @@
-"""`make demo`: replay a scenario through the real handlers on the embedded stack, print the table.
+"""`make demo`: the whole system on this machine — a 3-wave drill, live, with its status page.
 
-Runs with no AWS account: moto in-process, the DRS fake on loopback, the table from
-serverless.yml. Prints one line per scenario step (what happened and the wave's status after
-it), the final execution document as a table, and what one GET cost in AWS requests.
+Starts the live local stack (moto server, DRS simulator, event bus and schedule from
+serverless.yml, the HTTP API and the status page), posts the sample drill (three waves, twelve
+servers), and shows its progress as a table that redraws in place (on a terminal) or as one line
+per change (in a log). Prints the page's URL and keeps serving until Ctrl-C. With
+`--exit-when-done` it exits 0 once the execution is terminal, after printing the final table;
+`--faults` turns on the fault profile: lost, duplicated and reordered events, EC2 instances
+invisible for a while after launch, throttled DRS and EC2 reads.
+
+Time is compressed: servers launch in seconds, and the sweep's `rate(1 minute)` fires every
+60/`--speed` seconds.
 """
 
 from __future__ import annotations
@@ -10,53 +17,121 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+import time
+from typing import Any, TextIO
 
 from local.cli.table import render
-from local.scenario import ScenarioRun, load_scenario, run_scenario
-from local.stack import LocalStack
+from local.drill import INSTANCE_TYPES, start_drill
+from local.drs_sim import SimConfig
+from local.live import TERMINAL_EXECUTION, LiveStack
+
+CLEAR = "\x1b[H\x1b[2J"
 
 
-def _describe(step: dict[str, Any]) -> str:
-    action = step["do"]
-    subject = step.get("host") or (f"wave {step['wave']}" if "wave" in step else "")
-    extra = f" {step['status']}" if action == "job" else ""
-    note = f"  ({step['note']})" if step.get("note") else ""
-    return f"{action:<9} {subject}{extra}{note}"
+def progress_line(document: dict[str, Any], elapsed: float) -> str:
+    """`[  12.3s] RUNNING  w1 COMPLETED 3/3 · w2 LAUNCHING 1/5 · w3 PENDING 0/4` (launched/total)."""
+    waves = []
+    for wave in document["waves"]:
+        launched = sum(1 for s in wave["servers"] if s["launchStatus"] == "LAUNCHED")
+        waves.append(f"w{wave['waveNumber']} {wave['status']} {launched}/{len(wave['servers'])}")
+    return f"[{elapsed:6.1f}s] {document['status']:<9} " + " · ".join(waves)
+
+
+def summary(stack: LiveStack, elapsed: float) -> str:
+    faults = dict(sorted(stack.fault_counts().items())) or "none"
+    calls = dict(sorted(stack.bus.invocations.items()))
+    lines = [f"Elapsed {elapsed:.1f}s   faults injected: {faults}", f"Lambda invocations: {calls}"]
+    if stack.bus.failures:
+        lines.append(f"Invocations that failed for good (DLQ): {len(stack.bus.failures)}")
+    return "\n".join(lines)
+
+
+class Display:
+    """Redraws the table in place on a terminal; prints one line per change otherwise."""
+
+    def __init__(self, out: TextIO, header: str, live: bool) -> None:
+        self.out = out
+        self.header = header
+        self.live = live
+        self._last = ""
+
+    def show(self, document: dict[str, Any], stack: LiveStack, elapsed: float) -> None:
+        if self.live:
+            screen = f"{self.header}\n\n{render(document)}\n\n{summary(stack, elapsed)}\n"
+            if screen != self._last:
+                self.out.write(CLEAR + screen)
+                self._last = screen
+        else:
+            line = progress_line(document, elapsed)
+            if line.split("] ", 1)[1] != self._last:
+                self.out.write(line + "\n")
+                self._last = line.split("] ", 1)[1]
+        self.out.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--scenario", default="three-wave-drill", help="name or path of a scenario in events/scenarios"
-    )
-    parser.add_argument("--json", action="store_true", help="print the final execution document as JSON too")
-    parser.add_argument("--quiet", action="store_true", help="print only the final table")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exit-when-done", action="store_true", help="exit 0 once the execution is terminal")
+    parser.add_argument("--faults", action="store_true", help="turn on the fault profile")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the simulated run (default 7)")
+    parser.add_argument("--port", type=int, default=0, help="port of the API and page (default: a free one)")
+    parser.add_argument("--speed", type=float, default=12.0, help="schedule time compression (default 12)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument("--json", action="store_true", help="print the final document as JSON, last line")
     args = parser.parse_args(argv)
-    scenario = load_scenario(args.scenario)
-
-    with LocalStack() as stack:
-
-        def show(index: int, step: dict[str, Any], run: ScenarioRun) -> None:
-            if args.quiet:
-                return
-            document = stack.get_execution(run.execution_id)
-            statuses = " ".join(f"w{w['waveNumber']}={w['status']}" for w in document["waves"])
-            print(f"{index + 1:>3}. {_describe(step):<72} {statuses}")
-
-        if not args.quiet:
-            print(f"Scenario: {scenario.get('description', args.scenario)}\n")
-        run = run_scenario(stack, scenario, on_step=show)
-        stack.counter.reset()
-        document = stack.get_execution(run.execution_id)
-        calls = dict(stack.counter.calls)
-        print()
-        print(render(document))
-        print()
-        print(f"One GET /executions/{{id}} made these AWS requests: {calls}")
+    out = sys.stdout
+    config = SimConfig.profile("faults" if args.faults else "calm", seed=args.seed)
+    started = time.monotonic()
+    with LiveStack(config, speed=args.speed, api_port=args.port, instance_types=INSTANCE_TYPES) as stack:
+        execution_id = start_drill(stack)
+        header = (
+            f"DRS wave reconciler — local stack ({'fault profile' if args.faults else 'no faults'}, seed {args.seed})\n"
+            f"Status page: {stack.page_url(execution_id)}\n"
+            f"API:         {stack.api_url}/executions/{execution_id}\n"
+            f"moto:        {stack.moto.endpoint_url}    DRS simulator: {stack.drs_server.endpoint_url}"
+        )
+        live = out.isatty()
+        if not live:
+            out.write(header + "\n")
+            out.flush()
+        display = Display(out, header, live)
+        try:
+            document = _follow(stack, execution_id, display, started, args.timeout)
+        except KeyboardInterrupt:
+            out.write("\nStopped.\n")
+            return 0
+        elapsed = time.monotonic() - started
+        if document is None:
+            out.write(f"\nThe execution did not finish within {args.timeout:.0f}s.\n")
+            return 1
+        if not live:
+            out.write(f"\n{render(document)}\n\n{summary(stack, elapsed)}\n")
+        if not args.exit_when_done:
+            out.write(f"\nThe drill is over. The page stays up at {stack.page_url(execution_id)} — Ctrl-C to stop.\n")
+            out.flush()
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                out.write("\nStopped.\n")
         if args.json:
-            print(json.dumps(document, indent=2))
-    return 0 if document["status"] in ("COMPLETED", "PARTIAL", "RUNNING") else 1
+            out.write(json.dumps(document) + "\n")
+        out.flush()
+    return 0
+
+
+def _follow(
+    stack: LiveStack, execution_id: str, display: Display, started: float, timeout: float
+) -> dict[str, Any] | None:
+    """Poll the API (twice a second) and show each change until the execution is terminal."""
+    while time.monotonic() - started < timeout:
+        status, _, document = stack.http("GET", f"/executions/{execution_id}")
+        if status == 200:
+            display.show(document, stack, time.monotonic() - started)
+            if document["status"] in TERMINAL_EXECUTION:
+                return dict(document)
+        time.sleep(0.5)
+    return None
 
 
 if __name__ == "__main__":

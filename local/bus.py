@@ -1,0 +1,202 @@
+"""The local event bus: serverless.yml's EventBridge rules and schedules, run against moto.
+
+Each `eventBridge` pattern in serverless.yml becomes a real rule on moto's default bus with an SQS
+queue as its target, so matching is moto's EventBridge, fed the deployment's own patterns. A
+router drains the queues and invokes the function the rule belongs to, on a small worker pool
+(Lambda runs events concurrently), retrying a failed invocation as many times as the function's
+`maximumRetryAttempts` says. moto's delivered envelope lacks `account`; the router adds it, as
+AWS would have sent it. Each `schedule` rate fires its function from a timer — one at a time,
+like the sweep's reserved concurrency of 1 — with the period divided by `speed` so a demo can
+compress time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from local import serverless
+from local.lambda_events import LambdaContext
+
+log = logging.getLogger("local-bus")
+ACCOUNT = "123456789012"
+SCHEDULED_EVENT = {
+    "version": "0",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": ACCOUNT,
+    "region": "us-east-1",
+    "resources": [],
+    "detail": {},
+}
+
+
+class LocalEventBus:
+    """Rules, queues, router and schedule timers; `start()` after the table and fakes exist."""
+
+    def __init__(
+        self,
+        events: Any,
+        sqs: Any,
+        *,
+        speed: float = 1.0,
+        concurrency: int = 4,
+        retry_delay: float = 1.0,
+        schedules: bool = True,
+    ) -> None:
+        self.events = events
+        self.sqs = sqs
+        self.speed = speed
+        self.retry_delay = retry_delay
+        self.functions = serverless.functions()
+        self.invocations: Counter[str] = Counter()
+        self.failures: list[tuple[str, dict[str, Any], str]] = []  # what would go to the DLQ
+        self.results: list[tuple[str, dict[str, Any], Any]] = []
+        self._queues: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="lambda")
+        self._threads: list[threading.Thread] = []
+        self._schedules = schedules
+        self._idle = threading.Condition()
+        self._in_flight = 0
+
+    # ---------------------------------------------------------------- wiring
+
+    def start(self) -> None:
+        for index, (function, pattern) in enumerate(serverless.event_patterns()):
+            queue = self.sqs.create_queue(QueueName=f"{function}-events-{index}")["QueueUrl"]
+            arn = self.sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            rule = f"{function}-rule-{index}"
+            self.events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
+            self.events.put_targets(Rule=rule, Targets=[{"Id": function, "Arn": arn}])
+            self._queues[queue] = function
+        self._spawn("event-router", self._route)
+        if self._schedules:
+            for function, period in serverless.schedules():
+                self._spawn(f"schedule-{function}", lambda f=function, p=period: self._tick(f, p / self.speed))
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # ---------------------------------------------------------------- delivery
+
+    def put(self, event: dict[str, Any]) -> None:
+        """PutEvents one event (in AWS's envelope shape) on the default bus."""
+        entry = {
+            "Source": event["source"],
+            "DetailType": event["detail-type"],
+            "Detail": json.dumps(event.get("detail", {})),
+            "Resources": list(event.get("resources", [])),
+        }
+        answer = self.events.put_events(Entries=[entry])
+        if answer.get("FailedEntryCount"):
+            raise RuntimeError(f"PutEvents refused the event: {answer['Entries']}")
+
+    def _route(self) -> None:
+        while not self._stop.is_set():
+            with self._idle:
+                self._in_flight += 1  # a received message is in flight before it is submitted
+            try:
+                received = self._drain()
+            except Exception:  # the server is going away at shutdown
+                if self._stop.is_set():
+                    return
+                raise
+            finally:
+                with self._idle:
+                    self._in_flight -= 1
+                    self._idle.notify_all()
+            if not received:
+                self._stop.wait(0.05)
+
+    def _drain(self) -> int:
+        received = 0
+        for queue, function in self._queues.items():
+            answer = self.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            for message in answer.get("Messages", []):
+                received += 1
+                event = json.loads(message["Body"])
+                event.setdefault("account", ACCOUNT)
+                self._submit(function, event, attempt=0)
+                self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return received
+
+    def _submit(self, function: str, event: dict[str, Any], attempt: int) -> None:
+        with self._idle:
+            self._in_flight += 1
+        self._pool.submit(self._invoke_async, function, event, attempt)
+
+    def _invoke_async(self, function: str, event: dict[str, Any], attempt: int) -> None:
+        try:
+            self.invoke(function, event)
+        except Exception as error:
+            if attempt < self.functions[function].retries and not self._stop.is_set():
+                log.warning("%s failed (%s); Lambda retries it (attempt %d)", function, error, attempt + 1)
+                timer = threading.Timer(
+                    self.retry_delay / self.speed, self._submit, args=(function, event, attempt + 1)
+                )
+                timer.daemon = True
+                timer.start()
+            else:
+                log.error("%s failed for good (%s); the event goes to the DLQ", function, error)
+                self.failures.append((function, event, repr(error)))
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        """Call the function's handler as Lambda would (synchronously, in this thread)."""
+        self.invocations[function] += 1
+        handler = self.functions[function].load()
+        result = handler(event, LambdaContext(function_name=function))
+        self.results.append((function, event, result))
+        return result
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no queued event and no invocation is in flight (for tools and tests)."""
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.start()
+        try:
+            while not deadline.is_set():
+                with self._idle:
+                    if self._in_flight == 0 and not self._queued():
+                        return True
+                    self._idle.wait(0.05)
+            return False
+        finally:
+            timer.cancel()
+
+    def _queued(self) -> bool:
+        for queue in self._queues:
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+            if int(attributes["ApproximateNumberOfMessages"]):
+                return True
+        return False
+
+    # ---------------------------------------------------------------- schedules
+
+    def _tick(self, function: str, period: float) -> None:
+        while not self._stop.wait(period):
+            try:
+                self.invoke(function, dict(SCHEDULED_EVENT))
+            except Exception:
+                log.exception("scheduled %s failed", function)

@@ -1,0 +1,243 @@
+"""The live local stack: the whole system running on this machine, with no AWS account.
+
+moto's server on loopback (DynamoDB, EC2, EventBridge, SQS) behind a fault layer; the DRS
+simulator on loopback, launching real moto instances and putting Launch Result events on the
+bus; serverless.yml's rules, schedule and routes wired to the unmodified handlers; the status
+page. The environment is set as a deployment would set it (`AWS_ENDPOINT_URL` to moto,
+`AWS_ENDPOINT_URL_DRS` to the simulator, `TABLE_NAME`), so the handlers cannot tell.
+
+Until the lifecycle issue makes waves advance by themselves, `WaveAdvancer` plays the operator:
+once a wave is terminal it starts the next one through `Executions.start_wave` (which adopts a
+job already started for the wave and never starts one twice).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections import Counter
+from types import TracebackType
+from typing import Any
+
+import boto3
+
+from local.aws_server import AwsFaults, MotoServer
+from local.bus import LocalEventBus
+from local.drs_fake import DrsFakeServer
+from local.drs_sim import EC2_LATENCY, DrsSimulator, SimConfig
+from local.http_api import LocalHttpApi
+from local.serverless import table_properties
+from reconciler import runtime
+from reconciler.observability import logger
+from reconciler.store import wave_key
+from schemas.records import WaveStatus
+
+REGION = "us-east-1"
+AMI = "ami-12c6146b"
+TERMINAL_EXECUTION = frozenset({"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"})
+log = logging.getLogger("local-live")
+
+
+class LiveStack:
+    """Context manager: start everything, set the environment; undo both on exit."""
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        speed: float = 1.0,
+        api_port: int = 0,
+        latency: bool = True,
+        table_name: str = "drs-wave-reconciler-local",
+        log_level: str = "ERROR",
+        instance_types: dict[str, str] | None = None,
+        advance_waves: bool = True,
+    ) -> None:
+        self.config = config or SimConfig()
+        if not latency:
+            self.config = self.config.without_latency()
+        self.speed = speed
+        self.api_port = api_port
+        self.table_name = table_name
+        self.log_level = log_level
+        self.instance_types = instance_types or {}
+        self.faults = AwsFaults(
+            latency=dict(EC2_LATENCY) if latency else {},
+            throttle={"ec2:DescribeInstances": self.config.throttle_rate},
+            seed=self.config.seed,
+        )
+        self._advance = advance_waves
+        self._saved: dict[str, str | None] = {}
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> LiveStack:
+        self.moto = MotoServer(self.faults)
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+        self.ec2 = session.client("ec2", endpoint_url=self.moto.endpoint_url)
+        self.dynamodb = session.client("dynamodb", endpoint_url=self.moto.endpoint_url)
+        self.bus = LocalEventBus(
+            session.client("events", endpoint_url=self.moto.endpoint_url),
+            session.client("sqs", endpoint_url=self.moto.endpoint_url),
+            speed=self.speed,
+        )
+        self.sim = DrsSimulator(
+            self.config,
+            launch_ec2=self._launch_instance,
+            publish=self.bus.put,
+            hide_ec2=self.faults.hide,
+            instance_type=self._instance_type,
+        )
+        self.drs_server = DrsFakeServer(self.sim)
+        self._set_env(
+            {
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_ENDPOINT_URL": self.moto.endpoint_url,
+                "AWS_ENDPOINT_URL_DRS": self.drs_server.endpoint_url,
+                "TABLE_NAME": self.table_name,
+                "POWERTOOLS_SERVICE_NAME": "drs-reconciler",
+                "POWERTOOLS_METRICS_NAMESPACE": "DrsReconciler",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+        )
+        logger.setLevel(self.log_level)
+        runtime.reset()
+        self.dynamodb.create_table(TableName=self.table_name, **table_properties())
+        self.bus.start()
+        self.api = LocalHttpApi(self.bus.invoke, port=self.api_port)
+        self.sim.start()
+        self.advancer = WaveAdvancer()
+        if self._advance:
+            self.advancer.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.advancer.stop()
+        self.sim.stop()
+        self.api.stop()
+        self.bus.stop()
+        self.drs_server.stop()
+        self.moto.stop()
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        runtime.reset()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    # ---------------------------------------------------------------- EC2 for the simulator
+
+    def _instance_type(self, hostname: str) -> str:
+        return self.instance_types.get(hostname.split("-")[0], "m5.large")
+
+    def _launch_instance(self, instance_type: str) -> tuple[str, str | None]:
+        reply = self.ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType=instance_type)
+        instance = reply["Instances"][0]
+        return str(instance["InstanceId"]), instance.get("PrivateIpAddress")
+
+    # ---------------------------------------------------------------- the API, as a client sees it
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    def page_url(self, execution_id: str) -> str:
+        return f"{self.api.url}/?execution={execution_id}"
+
+    def http(
+        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        """One request to the local HTTP API; JSON answers decoded."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.api.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                status, reply_headers, raw = answer.status, dict(answer.headers.items()), answer.read()
+        except urllib.error.HTTPError as error:
+            status, reply_headers, raw = error.code, dict(error.headers.items()), error.read()
+        try:
+            decoded: Any = json.loads(raw) if raw else None
+        except ValueError:
+            decoded = raw.decode(errors="replace")
+        return status, reply_headers, decoded
+
+    def fault_counts(self) -> Counter[str]:
+        """Every fault injected so far, by kind (simulator and embedded AWS)."""
+        return self.sim.faults + self.faults.injected
+
+
+class WaveAdvancer:
+    """Starts wave N+1 once wave N is terminal, for the executions it watches (see module doc)."""
+
+    def __init__(self, period: float = 0.25) -> None:
+        self.period = period
+        self._watched: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, execution_id: str) -> None:
+        with self._lock:
+            self._watched.add(execution_id)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="wave-advancer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            with self._lock:
+                watched = list(self._watched)
+            for execution_id in watched:
+                try:
+                    if advance(execution_id):
+                        with self._lock:
+                            self._watched.discard(execution_id)
+                except Exception:
+                    log.exception("advancing execution %s failed; trying again", execution_id)
+
+
+def advance(execution_id: str) -> bool:
+    """One pass: start the first wave whose predecessors are all terminal. True when all are."""
+    services = runtime.services()
+    found = services.store.get_execution(execution_id)
+    if found is None:
+        return False
+    _, waves = found
+    for wave in sorted(waves, key=lambda w: w.wave_number):
+        if wave.is_terminal:
+            continue
+        if wave.status is WaveStatus.PENDING and wave.job_id is None:
+            current = services.store.get_wave(wave_key(execution_id, wave.wave_number))
+            if current is not None and current.status is WaveStatus.PENDING and current.job_id is None:
+                services.executions.start_wave(current)
+        return False
+    return True
