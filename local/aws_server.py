@@ -88,7 +88,7 @@ class AwsFaults:
         with self._lock:
             hit = self._rng.random() < share
             if hit:
-                self.injected[f"throttled:{operation}"] += 1
+                self.injected[f"{operation.split(':')[0]}_throttled"] += 1
             return hit
 
 

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port of the API and page (default: a free one)")
     parser.add_argument("--speed", type=float, default=12.0, help="schedule time compression (default 12)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
-    parser.add_argument("--json", action="store_true", help="print the final document as JSON, last line")
+    parser.add_argument("--json", action="store_true", help="last line: the final document, faults and invocations as JSON")
     args = parser.parse_args(argv)
     out = sys.stdout
     config = SimConfig.profile("faults" if args.faults else "calm", seed=args.seed)
@@ -115,7 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 out.write("\nStopped.\n")
         if args.json:
-            out.write(json.dumps(document) + "\n")
+            report = {
+                "document": document,
+                "elapsedSeconds": round(elapsed, 1),
+                "faults": dict(stack.fault_counts()),
+                "invocations": dict(stack.bus.invocations),
+                "failedInvocations": len(stack.bus.failures),
+            }
+            out.write(json.dumps(report) + "\n")
         out.flush()
     return 0
 

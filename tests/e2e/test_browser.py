@@ -1,0 +1,161 @@
+"""The status page in a real browser (headless Chromium via selenium) during a live drill.
+
+The live stack runs the sample drill with the fault profile on; Chromium loads the page, which
+polls `GET /executions/{id}` every 2 s with If-None-Match. Before the page's own script runs, the
+test installs a MutationObserver that checks the DOM after every change the page makes: no wave
+shown green (COMPLETED or PARTIAL) while a launched server's row has an empty EC2 cell. The
+test also reads the DOM itself after each poll it sees. At the end every server's instance id
+must be on the page; a screenshot is saved under the test's temporary folder.
+
+Chromium and ChromeDriver come from Debian (`make browser`, run by `make test`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+from local.drill import INSTANCE_TYPES, start_drill
+from local.drs_sim import SimConfig
+from local.live import TERMINAL_EXECUTION, LiveStack
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+EC2_CELLS = ("recoveredInstanceId", "instanceType", "privateIp", "launchTime")
+
+# Runs in the page before its own script: checks every state the page renders.
+OBSERVER = """
+window.__checks = 0; window.__violations = []; window.__polls = new Set();
+const EC2 = %s;
+function check() {
+  window.__checks += 1;
+  const app = document.getElementById("app");
+  if (app) window.__polls.add(app.dataset.polls);
+  for (const wave of document.querySelectorAll("section.wave")) {
+    const status = wave.dataset.status;
+    if (status !== "COMPLETED" && status !== "PARTIAL") continue;
+    for (const row of wave.querySelectorAll("tr.server")) {
+      if (row.dataset.launchStatus !== "LAUNCHED") continue;
+      for (const field of EC2) {
+        const cell = row.querySelector(`td[data-field="${field}"]`);
+        if (!cell || cell.textContent.trim() === "")
+          window.__violations.push(`wave ${wave.dataset.wave} ${status}: ${row.dataset.server} ${field} empty`);
+      }
+    }
+  }
+}
+new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true,
+                                              characterData: true});
+""" % (list(EC2_CELLS),)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    if missing:
+        pytest.fail(f"{missing} not installed: run `make browser` (Debian's chromium and chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1800",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": OBSERVER})
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_state(driver: webdriver.Chrome) -> dict[str, Any]:
+    """What the page shows now, read from the DOM by the test (not by the page)."""
+    state: dict[str, Any] = driver.execute_script(
+        """
+        const app = document.getElementById("app");
+        const waves = [...document.querySelectorAll("section.wave")].map(w => ({
+          wave: w.dataset.wave, status: w.dataset.status,
+          servers: [...w.querySelectorAll("tr.server")].map(r => Object.fromEntries(
+            [["launchStatus", r.dataset.launchStatus],
+             ...[...r.querySelectorAll("td[data-field]")].map(c => [c.dataset.field, c.textContent.trim()])]))
+        }));
+        const status = document.getElementById("execution-status");
+        return {polls: Number(app.dataset.polls), renders: Number(app.dataset.renders),
+                status: status ? status.textContent.trim() : null, waves};
+        """
+    )
+    return state
+
+
+def torn(state: dict[str, Any]) -> list[str]:
+    return [
+        f"wave {w['wave']} {w['status']}: {s.get('sourceServerId')} {field} empty"
+        for w in state["waves"]
+        if w["status"] in ("COMPLETED", "PARTIAL")
+        for s in w["servers"]
+        if s["launchStatus"] == "LAUNCHED"
+        for field in EC2_CELLS
+        if not s.get(field)
+    ]
+
+
+def test_page_never_shows_green_without_ec2_data(
+    browser: webdriver.Chrome, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = SimConfig.profile("faults", seed=11)
+    with LiveStack(config, speed=12, instance_types=INSTANCE_TYPES) as stack:
+        execution_id = start_drill(stack)
+        browser.get(stack.page_url(execution_id))
+        seen_polls: set[int] = set()
+        problems: list[str] = []
+        state = page_state(browser)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            state = page_state(browser)
+            if state["polls"] not in seen_polls:
+                seen_polls.add(state["polls"])
+                problems += torn(state)
+            if state["status"] in TERMINAL_EXECUTION and state["renders"] > 0:
+                break
+            time.sleep(0.3)
+        time.sleep(2.5)  # one more poll after the end: it must answer 304 and change nothing
+        final = page_state(browser)
+        observed = browser.execute_script(
+            "return {checks: window.__checks, violations: window.__violations, polls: [...window.__polls]}"
+        )
+        screenshot = tmp_path / "status-page.png"
+        browser.save_screenshot(str(screenshot))
+        truth = stack.http("GET", f"/executions/{execution_id}")[2]
+
+    with capsys.disabled():
+        print(
+            f"\nbrowser: {final['polls']} polls, {final['renders']} renders, {observed['checks']} DOM checks,"
+            f" status {final['status']}; screenshot: {screenshot}"
+        )
+    assert final["status"] in TERMINAL_EXECUTION, final["status"]
+    assert observed["violations"] == []
+    assert problems == []
+    assert final["polls"] >= 10 and final["renders"] >= 3, final
+    assert final["polls"] > state["polls"] and final["renders"] == state["renders"]  # 304: no re-render
+    shown = {s["sourceServerId"]: s["recoveredInstanceId"] for w in final["waves"] for s in w["servers"]}
+    expected = {s["sourceServerId"]: s["recoveredInstanceId"] for w in truth["waves"] for s in w["servers"]}
+    assert len(shown) == 12
+    assert shown == expected
+    assert all(value.startswith("i-") for value in shown.values())

@@ -1,0 +1,101 @@
+"""The demo's exit-when-done mode with the fault profile on, end to end, as a user runs it.
+
+`python -m local.cli.demo --exit-when-done --faults --json` runs in its own process (what
+`make demo ARGS='--exit-when-done --faults'` runs). While it runs, a poller in this process reads
+`GET /executions/{id}` over HTTP from the URL the demo prints, as the status page would, and
+checks every document it sees for torn reads (I7) and regressions (I1). At the end the final
+document must have every wave terminal and every launched server with all four EC2 fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.invariants import EC2_FIELDS, regressions, torn_waves
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = re.compile(r"^API:\s+(http://127\.0\.0\.1:\d+/executions/[0-9a-f-]+)$")
+TERMINAL = {"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"}
+
+
+class Poller(threading.Thread):
+    """GETs the execution every `period` seconds and keeps every problem it sees."""
+
+    def __init__(self, url: str, period: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.period = period
+        self.done = threading.Event()
+        self.polls = 0
+        self.statuses: set[str] = set()
+        self.problems: list[str] = []
+        self.last: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        while not self.done.wait(self.period):
+            try:
+                with urllib.request.urlopen(self.url, timeout=10) as answer:
+                    document = json.loads(answer.read())
+            except (urllib.error.URLError, ConnectionError):
+                continue  # the demo has exited
+            self.polls += 1
+            self.statuses.update(w["status"] for w in document["waves"])
+            self.problems += torn_waves(document) + regressions(self.last, document)
+            self.last = document
+
+
+def test_exit_when_done_with_faults_finishes_complete_and_never_torn() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "local.cli.demo", "--exit-when-done", "--faults", "--json", "--seed", "3"]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    poller: Poller | None = None
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        match = URL.match(lines[-1])
+        if match and poller is None:
+            poller = Poller(match.group(1))
+            poller.start()
+    code = process.wait(timeout=300)
+    wall = time.monotonic() - started
+    assert poller is not None, "the demo never printed its API URL:\n" + "\n".join(lines)
+    poller.done.set()
+    poller.join()
+    stderr = process.stderr.read() if process.stderr else ""
+    assert code == 0, f"exit {code}\n" + "\n".join(lines[-30:]) + stderr[-3000:]
+
+    report = json.loads(lines[-1])
+    document = report["document"]
+    assert document["status"] in TERMINAL
+    assert [w["waveNumber"] for w in document["waves"]] == [1, 2, 3]
+    assert sum(len(w["servers"]) for w in document["waves"]) == 12
+    for wave in document["waves"]:
+        assert wave["status"] in TERMINAL, wave
+        for server in wave["servers"]:
+            if server["launchStatus"] == "LAUNCHED":
+                missing = [field for field in EC2_FIELDS if not server[field]]
+                assert not missing, f"{server['hostname']} lacks {missing}"
+    # The fault profile really injected faults, of the kinds the issue names.
+    faults = report["faults"]
+    assert faults.get("ec2_hidden", 0) > 0, faults
+    assert sum(faults.get(k, 0) for k in ("event_dropped", "event_duplicated", "event_delayed")) > 0, faults
+    assert report["failedInvocations"] == 0
+    # What a reader saw throughout: never green without the data, never backwards.
+    assert poller.polls >= 20, poller.polls
+    assert {"LAUNCHING", "COMPLETED"} <= poller.statuses
+    assert poller.problems == []
+    print(f"demo --exit-when-done --faults: {wall:.1f}s wall, {poller.polls} polls, faults {faults}")
