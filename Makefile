@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint pytest venv bundle costs clean
+.PHONY: demo test lint pytest venv bundle costs clean browser replay invoke
 
 venv: $(STAMP)
 
@@ -18,16 +18,33 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-## Replay the sample 3-wave scenario through the handlers on embedded local AWS and print the table.
+## The whole system on this machine: local stack, a live 3-wave drill, the status page; Ctrl-C stops.
+## ARGS=--exit-when-done exits 0 once the drill is over; ARGS='--exit-when-done --faults' adds faults.
 demo: $(STAMP)
 	$(BIN)/python -m local.cli.demo $(ARGS)
+
+## Replay a file from events/ (DRS events onto the local bus, or a scenario): FILE=events/... ARGS=--drill
+replay: $(STAMP)
+	@test -n "$(FILE)" || { echo "usage: make replay FILE=events/drs-launch-result/succeeded.json [ARGS=--drill]"; exit 2; }
+	$(BIN)/python -m local.cli.replay $(FILE) $(ARGS)
+
+## Invoke one handler with one event file on the local stack: FUNCTION=reconcile EVENT=events/... ARGS=--drill
+invoke: $(STAMP)
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=read EVENT=events/api/get-execution.json [ARGS=--drill]"; exit 2; }
+	$(BIN)/python -m local.cli.invoke $(FUNCTION) --path $(EVENT) $(ARGS)
+
+## Debian's Chromium and ChromeDriver for the browser test, installed when missing (needs root or sudo).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
 ## AWS requests of one reconcile of a 100-server wave and of one GET (ARGS=--servers N).
 costs: $(STAMP)
 	$(BIN)/python -m local.cli.costs $(ARGS)
 
-## Lint, type-check, check the layers, then run every test.
-test: lint pytest
+## Lint, type-check, check the layers, then run every test (the browser test needs `browser`).
+test: browser lint pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,7 +3,7 @@
 The live local stack talks to moto over HTTP, like a deployed function talks to AWS. moto does
 not lock between a conditional check and its write, so every request runs under one global lock
 (real DynamoDB serialises writes to one item). In front of that sits a small delay layer: a
-per-operation latency drawn from a range (EC2 DescribeInstances 200–500 ms by default, typical of
+per-operation latency drawn from a range (EC2 DescribeInstances 200-500 ms by default, typical of
 AWS), an optional throttling rate (EC2 answers `RequestLimitExceeded`, as it does), and EC2's
 eventual consistency — an instance can stay invisible to DescribeInstances for a while after it
 launched. The sleeps happen outside the lock, so slow calls overlap as they would in AWS.
@@ -88,7 +88,7 @@ class AwsFaults:
         with self._lock:
             hit = self._rng.random() < share
             if hit:
-                self.injected[f"{operation.split(':')[0]}_throttled"] += 1
+                self.injected[f"{operation.split(':', maxsplit=1)[0]}_throttled"] += 1
             return hit
 
 
@@ -97,7 +97,7 @@ def _service(environ: dict[str, Any]) -> str:
     if "Credential=" in authorization:
         scope = authorization.split("Credential=", 1)[1].split(",", 1)[0].split("/")
         if len(scope) >= 4:
-            return scope[3]
+            return str(scope[3])
     return ""
 
 

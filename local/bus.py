@@ -18,6 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from local import serverless
@@ -80,7 +81,7 @@ class LocalEventBus:
         self._spawn("event-router", self._route)
         if self._schedules:
             for function, period in serverless.schedules():
-                self._spawn(f"schedule-{function}", lambda f=function, p=period: self._tick(f, p / self.speed))
+                self._spawn(f"schedule-{function}", partial(self._tick, function, period / self.speed))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from local.drs_fake import DrsApiError, DrsFake
@@ -45,7 +46,12 @@ EC2_LATENCY: Mapping[str, Span] = {"ec2:DescribeInstances": (0.2, 0.5)}
 # Read calls the fault profile throttles. StartRecovery is left alone: it is never retried by
 # the SDK (it is not idempotent), so a throttled start is the start protocol's business, tested
 # on its own in tests/integration/test_start.py.
-THROTTLED_OPERATIONS = ("DescribeJobs", "DescribeRecoveryInstances", "DescribeSourceServers", "DescribeJobLogItems")
+THROTTLED_OPERATIONS = (
+    "DescribeJobs",
+    "DescribeRecoveryInstances",
+    "DescribeSourceServers",
+    "DescribeJobLogItems",
+)
 
 
 @dataclass(frozen=True)
@@ -201,12 +207,12 @@ class DrsSimulator(DrsFake):
             self._at(
                 plan.in_progress_at,
                 f"{sid} IN_PROGRESS",
-                lambda sid=sid: self.set_launch_status(job_id, sid, "IN_PROGRESS"),
+                partial(self.set_launch_status, job_id, sid, "IN_PROGRESS"),
             )
             self._at(
                 plan.done_at,
                 f"{sid} done",
-                lambda sid=sid, plan=plan: self._finish_server(job_id, sid, plan, is_drill),
+                partial(self._finish_server, job_id, sid, plan, is_drill),
             )
         done = last + rng.uniform(*config.job_end)
         self._at(done, f"{job_id} COMPLETED", lambda: self._complete_job(job_id))
@@ -228,7 +234,9 @@ class DrsSimulator(DrsFake):
             hidden_for=hidden_for,
             drop=drop,
             duplicate_after=rng.uniform(0.1, spread) if duplicate else None,
-            delay=rng.uniform(0.5, config.event_max_delay) if delayed and config.event_max_delay > 0.5 else 0.0,
+            delay=rng.uniform(0.5, config.event_max_delay)
+            if delayed and config.event_max_delay > 0.5
+            else 0.0,
         )
 
     def _finish_server(self, job_id: str, sid: str, plan: _ServerPlan, is_drill: bool) -> None:
@@ -257,7 +265,9 @@ class DrsSimulator(DrsFake):
             self._at(self.clock.seconds() + plan.delay, f"{sid} event", lambda: self._send(event))
         if plan.duplicate_after is not None:
             self.faults["event_duplicated"] += 1
-            self._at(self.clock.seconds() + plan.duplicate_after, f"{sid} duplicate", lambda: self._send(event))
+            self._at(
+                self.clock.seconds() + plan.duplicate_after, f"{sid} duplicate", lambda: self._send(event)
+            )
 
     def _complete_job(self, job_id: str) -> None:
         with self._lock:

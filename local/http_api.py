@@ -21,7 +21,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from local import serverless
-from local.lambda_events import LambdaContext, http_event
+from local.lambda_events import http_event
 
 log = logging.getLogger("local-http-api")
 PAGE = Path(__file__).resolve().parent / "page"
@@ -66,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        log.debug("%s %s", self.address_string(), format % args)
 
     def _answer(self) -> None:
         server = cast(_Server, self.server)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from urllib.parse import parse_qs
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

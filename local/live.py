@@ -19,6 +19,7 @@ import os
 import threading
 import urllib.error
 import urllib.request
+import warnings
 from collections import Counter
 from types import TracebackType
 from typing import Any
@@ -112,6 +113,8 @@ class LiveStack:
             }
         )
         logger.setLevel(self.log_level)
+        # Metrics are off locally; Powertools still warns that a handler published none.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
         runtime.reset()
         self.dynamodb.create_table(TableName=self.table_name, **table_properties())
         self.bus.start()
@@ -146,7 +149,7 @@ class LiveStack:
     # ---------------------------------------------------------------- EC2 for the simulator
 
     def _instance_type(self, hostname: str) -> str:
-        return self.instance_types.get(hostname.split("-")[0], "m5.large")
+        return self.instance_types.get(hostname.split("-", maxsplit=1)[0], "m5.large")
 
     def _launch_instance(self, instance_type: str) -> tuple[str, str | None]:
         reply = self.ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType=instance_type)

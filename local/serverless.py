@@ -93,7 +93,9 @@ def schedules(path: Path = SERVERLESS) -> list[tuple[str, int]]:
         for event in function.events:
             if "schedule" in event:
                 spec = event["schedule"]
-                found.append((function.name, schedule_rate_seconds(spec["rate"] if isinstance(spec, dict) else spec)))
+                found.append(
+                    (function.name, schedule_rate_seconds(spec["rate"] if isinstance(spec, dict) else spec))
+                )
     return found
 
 

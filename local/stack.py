@@ -23,8 +23,8 @@ from moto import mock_aws
 
 from local import moto_lock
 from local.drs_fake import DrsFake, DrsFakeServer
-from local.serverless import table_properties
 from local.lambda_events import LambdaContext, http_event, launch_result
+from local.serverless import table_properties
 from reconciler import runtime
 from reconciler.observability import logger
 

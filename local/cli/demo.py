@@ -70,14 +70,18 @@ class Display:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--exit-when-done", action="store_true", help="exit 0 once the execution is terminal")
     parser.add_argument("--faults", action="store_true", help="turn on the fault profile")
     parser.add_argument("--seed", type=int, default=7, help="seed of the simulated run (default 7)")
     parser.add_argument("--port", type=int, default=0, help="port of the API and page (default: a free one)")
     parser.add_argument("--speed", type=float, default=12.0, help="schedule time compression (default 12)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
-    parser.add_argument("--json", action="store_true", help="last line: the final document, faults and invocations as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="last line: the final document, faults and invocations as JSON"
+    )
     args = parser.parse_args(argv)
     out = sys.stdout
     config = SimConfig.profile("faults" if args.faults else "calm", seed=args.seed)
@@ -107,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         if not live:
             out.write(f"\n{render(document)}\n\n{summary(stack, elapsed)}\n")
         if not args.exit_when_done:
-            out.write(f"\nThe drill is over. The page stays up at {stack.page_url(execution_id)} — Ctrl-C to stop.\n")
+            out.write(
+                f"\nThe drill is over. The page stays up at {stack.page_url(execution_id)} — Ctrl-C to stop.\n"
+            )
             out.flush()
             try:
                 while True:

@@ -12,6 +12,7 @@ Chromium and ChromeDriver come from Debian (`make browser`, run by `make test`).
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ EC2_CELLS = ("recoveredInstanceId", "instanceType", "privateIp", "launchTime")
 # Runs in the page before its own script: checks every state the page renders.
 OBSERVER = """
 window.__checks = 0; window.__violations = []; window.__polls = new Set();
-const EC2 = %s;
+const EC2 = __EC2__;
 function check() {
   window.__checks += 1;
   const app = document.getElementById("app");
@@ -53,11 +54,12 @@ function check() {
 }
 new MutationObserver(check).observe(document, {subtree: true, childList: true, attributes: true,
                                               characterData: true});
-""" % (list(EC2_CELLS),)
+""".replace("__EC2__", json.dumps(EC2_CELLS))
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager try to download a driver
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     if missing:
         pytest.fail(f"{missing} not installed: run `make browser` (Debian's chromium and chromium-driver)")

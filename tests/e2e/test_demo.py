@@ -56,7 +56,16 @@ class Poller(threading.Thread):
 
 def test_exit_when_done_with_faults_finishes_complete_and_never_torn() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "local.cli.demo", "--exit-when-done", "--faults", "--json", "--seed", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "local.cli.demo",
+        "--exit-when-done",
+        "--faults",
+        "--json",
+        "--seed",
+        "3",
+    ]
     started = time.monotonic()
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

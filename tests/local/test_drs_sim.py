@@ -259,7 +259,8 @@ def test_a_started_job_walks_the_whole_timeline(make_rig: RigFactory) -> None:
         assert distinct(results) == ["PENDING", "SUCCEEDED"]
     # the job is seen STARTED before any server moves, and COMPLETED after every server launched
     assert any(
-        o.job["status"] == "STARTED" and {p["launchStatus"] for p in o.job["participatingServers"]} == {"PENDING"}
+        o.job["status"] == "STARTED"
+        and {p["launchStatus"] for p in o.job["participatingServers"]} == {"PENDING"}
         for o in seen
     )
 
@@ -357,6 +358,7 @@ def test_every_server_failing_still_completes_the_job(make_rig: RigFactory) -> N
 
 @dataclass
 class Run:
+    sids: list[str]
     timeline: list[tuple[float, str, tuple[str, ...]]]
     faults: Counter[str]
     events: list[tuple[float, str, str, str]]  # (clock, server, state, time) per delivery
@@ -370,10 +372,8 @@ def run(config: SimConfig, servers: int) -> Run:
     job_id = sim.start_recovery(sourceServers=[{"sourceServerID": s} for s in sids])["job"]["jobID"]
     timeline = sample_timeline(sim, job_id)
     assert sim.errors == []
-    events = [
-        (p.at, p.source_server_id, p.event["detail"]["state"], p.event["time"]) for p in rig.published
-    ]
-    return Run(timeline, sim.faults, events, rig.launched, rig.hidden)
+    events = [(p.at, p.source_server_id, p.event["detail"]["state"], p.event["time"]) for p in rig.published]
+    return Run(sids, timeline, sim.faults, events, rig.launched, rig.hidden)
 
 
 def test_a_seed_replays_the_same_timeline() -> None:
@@ -397,7 +397,15 @@ def test_the_fault_profile_drops_duplicates_and_delays_events() -> None:
     deliveries = Counter(sid for _, sid, _, _ in first.events)
     assert set(deliveries.values()) <= {1, 2}
     assert len(deliveries) < servers  # some server's only event was dropped
-    # a delayed event overtakes: delivery order is not the order the launches ended in
+    # a delayed event arrives late (on-time ones in the very step their server ended) and overtakes
+    ended_at = {
+        sid: next(row[0] for row in first.timeline if row[2][index] in ("LAUNCHED", "FAILED"))
+        for index, sid in enumerate(first.sids)
+    }
+    lateness = [at - ended_at[sid] for at, sid, _, _ in first.events]
+    on_time = servers - faults["event_dropped"] - faults["event_delayed"]
+    assert sum(late == 0 for late in lateness) == on_time
+    assert sum(late >= 0.5 for late in lateness) >= faults["event_delayed"]
     ended = [stamp for _, _, _, stamp in first.events]
     assert ended != sorted(ended)
     assert first.timeline[-1][1] == "COMPLETED"
