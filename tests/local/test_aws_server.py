@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
@@ -140,7 +141,7 @@ def test_throttled_describe_instances_answers_request_limit_exceeded(serve: Serv
 
 
 def test_a_retrying_client_gets_through_half_throttling(serve: Serve, no_retry_sleep: list[float]) -> None:
-    faults = AwsFaults(throttle={"ec2:DescribeInstances": 0.5}, seed=1)
+    faults = AwsFaults(throttle={"ec2:DescribeInstances": 0.5}, seed=2)
     server = serve(faults)
     instance_id = client(server, "ec2").run_instances(ImageId=AMI, MinCount=1, MaxCount=1)["Instances"][0][
         "InstanceId"
@@ -148,7 +149,7 @@ def test_a_retrying_client_gets_through_half_throttling(serve: Serve, no_retry_s
     retrying = client(server, "ec2", Config(retries={"mode": "standard", "max_attempts": 4}))
     assert visible(retrying, instance_id) == [instance_id]
     throttled = faults.injected["ec2_throttled"]
-    assert 1 <= throttled < 4  # seed 1 throttles the first attempt, so a retry did the work
+    assert 1 <= throttled < 4  # seed 2 throttles the first two attempts: retries did the work
     assert len(no_retry_sleep) == throttled
 
 
@@ -171,7 +172,12 @@ def test_latency_slows_only_the_named_operation(serve: Serve) -> None:
 
 
 @pytest.fixture
-def tables(serve: Serve) -> tuple[MotoServer, str]:
+def tables(serve: Serve) -> Iterator[tuple[MotoServer, str]]:
+    """A table on a fresh server, with the interpreter switching threads as often as it can.
+
+    The server runs in this process, so a tiny switch interval lets moto's check-then-write be
+    interrupted: without the server's lock these races lose increments and crown two winners.
+    """
     server = serve(AwsFaults())
     name = f"race-{time.monotonic_ns()}"
     client(server, "dynamodb").create_table(
@@ -180,7 +186,12 @@ def tables(serve: Serve) -> tuple[MotoServer, str]:
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    return server, name
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield server, name
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def conditional_failure(error: ClientError) -> bool:

@@ -1,0 +1,126 @@
+"""The live local stack's wiring: routes, rules and schedule come from serverless.yml and behave.
+
+One stack (no latency, calm DRS) for the module: HTTP over the wire to the local API, events put
+on moto's bus, and the schedule timer. Each test checks a piece a user relies on when running
+`make demo`: the API answers like API Gateway, rules route only what serverless.yml's patterns
+match, a failing invocation is retried as the function's `maximumRetryAttempts` says, and the
+schedule fires the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import handlers.reconcile
+from local import serverless
+from local.drs_sim import SimConfig
+from local.lambda_events import launch_result
+from local.live import LiveStack
+
+QUICK = SimConfig(seed=5, job_start=(0.1, 0.2), prepare=(0.1, 0.3), launch=(0.2, 0.5), job_end=(0.1, 0.3))
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveStack]:
+    with LiveStack(QUICK, speed=60, latency=False) as stack:  # the sweep fires every second
+        yield stack
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_http_api_answers_like_api_gateway(live: LiveStack) -> None:
+    assert {(m, p) for m, p, _ in serverless.http_routes()} == {
+        ("GET", "/executions/{executionId}"),
+        ("POST", "/executions"),
+    }
+    sid = live.sim.add_source_server(hostname="api-01")
+    body = {"name": "wire", "isDrill": True, "waves": [{"name": "w1", "sourceServerIds": [sid]}]}
+    status, headers, document = live.http("POST", "/executions", body=body)
+    assert status == 202, document
+    execution_id = document["executionId"]
+    assert headers["Location"].endswith(execution_id)
+
+    status, headers, got = live.http("GET", f"/executions/{execution_id}")
+    assert status == 200 and got["executionId"] == execution_id
+    status, _, empty = live.http(
+        "GET", f"/executions/{execution_id}", headers={"If-None-Match": headers["ETag"]}
+    )
+    assert (status, empty) == (304, None)
+
+    assert live.http("GET", "/executions/not-a-uuid")[0] == 400  # the handler's own validation
+    status, _, answer = live.http("GET", "/nowhere")
+    assert (status, answer) == (404, {"message": "Not Found"})
+    assert live.http("DELETE", f"/executions/{execution_id}")[0] == 404  # no such route
+    assert live.http("POST", "/executions", body="{not json")[0] == 400
+
+
+def test_status_page_is_served_from_the_api_origin(live: LiveStack) -> None:
+    for path, kind in (("/", "text/html"), ("/app.js", "text/javascript"), ("/style.css", "text/css")):
+        with urllib.request.urlopen(live.api_url + path, timeout=5) as answer:
+            assert answer.status == 200
+            assert answer.headers["Content-Type"].startswith(kind)
+            assert answer.read()
+    with urllib.request.urlopen(live.page_url("x"), timeout=5) as answer:
+        assert b'id="app"' in answer.read()
+
+
+def test_rules_are_serverless_patterns_and_route_only_matching_events(live: LiveStack) -> None:
+    rules = live.bus.events.list_rules()["Rules"]
+    patterns = {json.dumps(json.loads(r["EventPattern"]), sort_keys=True) for r in rules}
+    expected = {json.dumps(p, sort_keys=True) for _, p in serverless.event_patterns()}
+    assert patterns == expected
+
+    live.bus.wait_idle()
+    seen = len(live.bus.results)
+    event = launch_result("drsjob-00000000000000000", "s-00000000000000000")
+    del event["account"]
+    live.bus.put(event)
+    other = {**event, "detail-type": "DRS Source Server Data Replication Stalled"}
+    live.bus.put(other)
+    assert live.bus.wait_idle()
+    reached = [(f, e, r) for f, e, r in live.bus.results[seen:] if f != "sweep"]
+    assert len(reached) == 1
+    function, delivered, result = reached[0]
+    assert function == "reconcile"
+    assert delivered["account"] == "123456789012"  # added: moto's envelope lacks it
+    assert delivered["detail"] == event["detail"]
+    assert result == {"outcome": "unknown_job"}
+
+
+def test_failed_invocation_is_retried_as_serverless_yml_says(
+    live: LiveStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def broken(event: dict[str, Any], context: Any) -> None:
+        calls.append(event)
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(handlers.reconcile, "handler", broken)
+    monkeypatch.setattr(live.bus, "retry_delay", 0.0)
+    failures = len(live.bus.failures)
+    live.bus.put(launch_result("drsjob-11111111111111111", "s-11111111111111111"))
+    retries = serverless.functions()["reconcile"].retries
+    assert wait_for(lambda: len(live.bus.failures) > failures)
+    assert len(calls) == 1 + retries
+    assert live.bus.failures[-1][0] == "reconcile"
+
+
+def test_schedule_fires_the_sweep(live: LiveStack) -> None:
+    (function, period), *_ = serverless.schedules()
+    assert (function, period) == ("sweep", 60)
+    before = live.bus.invocations["sweep"]
+    assert wait_for(lambda: live.bus.invocations["sweep"] >= before + 2, timeout=5)  # 60 s / speed 60
