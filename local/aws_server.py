@@ -45,8 +45,9 @@ class AwsFaults:
     """Latency, throttling and EC2 visibility for the embedded AWS; seeded, changeable at run time.
 
     `latency` maps `service:Operation` (e.g. `ec2:DescribeInstances`) to a (low, high) range in
-    seconds. `throttle` maps `service:Operation` to the share of calls answered with a throttling
-    error. Counters of what was injected are in `injected`.
+    seconds. `throttle` maps an EC2 operation (`ec2:...`) to the share of calls answered with
+    EC2's `RequestLimitExceeded` (other services speak other error formats). Counters of what
+    was injected are in `injected`. moto's state is per process, so run one server at a time.
     """
 
     latency: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -57,6 +58,9 @@ class AwsFaults:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        foreign = [operation for operation in self.throttle if not operation.startswith("ec2:")]
+        if foreign:
+            raise ValueError(f"only EC2 operations can be throttled here, not {foreign}")
         self._rng = random.Random(f"aws:{self.seed}")
 
     def hide(self, instance_id: str, seconds: float) -> None:

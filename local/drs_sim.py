@@ -7,8 +7,10 @@ one Launch Result event per server goes to the event bus; the job turns COMPLETE
 its last server. What a run looks like is set by `SimConfig`: per-call latency (typical AWS
 ranges by default), launch durations, failure rate, EC2 visibility delay, throttling, and event
 faults (drop, duplicate, delay — a delayed event overtakes later ones, so delay is reordering).
-Every random draw comes from the seed and the job and server ids, so a seed replays the same
-timeline whatever the threads do. The clock is real time, or manual for tests (`advance`).
+A job's timeline and its event faults are drawn from the seed and the job and server ids, and
+job ids come from the seeded fake, so a seed replays the same run when the API calls arrive in the
+same order (latency and throttling draws follow call order). The clock is real time, or manual
+for tests (`advance`, which stamps what fell due with the step's end: use small steps).
 """
 
 from __future__ import annotations
