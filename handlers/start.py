@@ -1,8 +1,10 @@
-"""Lambda: `POST /executions` validates a plan, records it and starts wave 1's DRS job.
+"""Lambda: `POST /executions` records a plan and starts wave 1; resume and cancel operate on it.
 
 An invalid body gets 400 listing every problem, and nothing is written or started. A start DRS
 refuses gets 409 (or 429 when DRS is throttling or over quota) with the recorded document; DRS
 unavailable before anything was written gets 503 with Retry-After.
+`POST /executions/{id}/resume` (only from PAUSED) and `POST /executions/{id}/cancel` are
+conditional writes: of racing operations one wins, and a wrong-state request gets 409 saying why.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.errors import PermanentError, TemporaryError
-from reconciler.executions import UNREACHABLE, PlanInvalid, StartRejected, parse_plan
+from reconciler.executions import UNREACHABLE, NotFound, PlanInvalid, StartRejected, WrongState, parse_plan
 from reconciler.observability import logger, metrics, tracer
 from reconciler.runtime import services
-from schemas.api import ErrorDocument
+from schemas.api import EXECUTION_ID, ErrorDocument, ExecutionDocument
 
 app = APIGatewayHttpResolver()
 JSON = "application/json"
@@ -63,6 +65,34 @@ def create_execution() -> Response[str]:
         document.model_dump_json(by_alias=True),
         headers={"Location": f"/executions/{document.execution_id}"},
     )
+
+
+def _operate(execution_id: str, operation: str) -> Response[str]:
+    if not EXECUTION_ID.fullmatch(execution_id):
+        return Response(400, JSON, ErrorDocument(message="executionId must be a UUID").model_dump_json())
+    executions = services().executions
+    logger.append_keys(executionId=execution_id)
+    try:
+        document: ExecutionDocument = getattr(executions, operation)(execution_id)
+    except NotFound:
+        return Response(404, JSON, ErrorDocument(message="execution not found").model_dump_json())
+    except WrongState as wrong:
+        return Response(409, JSON, ErrorDocument(message=str(wrong)).model_dump_json())
+    except TemporaryError as busy:
+        body = ErrorDocument(message=f"temporarily unavailable, retry shortly ({busy})")
+        return Response(503, JSON, body.model_dump_json(), headers={"Retry-After": "5"})
+    logger.info(f"execution {operation}d")
+    return Response(200, JSON, document.model_dump_json(by_alias=True))
+
+
+@app.post("/executions/<executionId>/resume")
+def resume_execution(executionId: str) -> Response[str]:
+    return _operate(executionId, "resume")
+
+
+@app.post("/executions/<executionId>/cancel")
+def cancel_execution(executionId: str) -> Response[str]:
+    return _operate(executionId, "cancel")
 
 
 @logger.inject_lambda_context(clear_state=True)

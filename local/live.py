@@ -5,10 +5,6 @@ simulator on loopback, launching real moto instances and putting Launch Result e
 bus; serverless.yml's rules, schedule and routes wired to the unmodified handlers; the status
 page. The environment is set as a deployment would set it (`AWS_ENDPOINT_URL` to moto,
 `AWS_ENDPOINT_URL_DRS` to the simulator, `TABLE_NAME`), so the handlers cannot tell.
-
-Until the lifecycle issue makes waves advance by themselves, `WaveAdvancer` plays the operator:
-once a wave is terminal it starts the next one through `Executions.start_wave` (which adopts a
-job already started for the wave and never starts one twice).
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import urllib.error
 import urllib.request
 import warnings
@@ -34,8 +29,6 @@ from local.http_api import LocalHttpApi
 from local.serverless import table_properties
 from reconciler import runtime
 from reconciler.observability import logger
-from reconciler.store import wave_key
-from schemas.records import WaveStatus
 
 REGION = "us-east-1"
 AMI = "ami-12c6146b"
@@ -56,7 +49,6 @@ class LiveStack:
         table_name: str = "drs-wave-reconciler-local",
         log_level: str = "ERROR",
         instance_types: dict[str, str] | None = None,
-        advance_waves: bool = True,
     ) -> None:
         self.config = config or SimConfig()
         if not latency:
@@ -71,7 +63,6 @@ class LiveStack:
             throttle={"ec2:DescribeInstances": self.config.throttle_rate},
             seed=self.config.seed,
         )
-        self._advance = advance_waves
         self._saved: dict[str, str | None] = {}
 
     # ---------------------------------------------------------------- lifecycle
@@ -120,15 +111,11 @@ class LiveStack:
         self.bus.start()
         self.api = LocalHttpApi(self.bus.invoke, port=self.api_port)
         self.sim.start()
-        self.advancer = WaveAdvancer()
-        if self._advance:
-            self.advancer.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.advancer.stop()
         self.sim.stop()
         self.api.stop()
         self.bus.stop()
@@ -190,57 +177,3 @@ class LiveStack:
     def fault_counts(self) -> Counter[str]:
         """Every fault injected so far, by kind (simulator and embedded AWS)."""
         return self.sim.faults + self.faults.injected
-
-
-class WaveAdvancer:
-    """Starts wave N+1 once wave N is terminal, for the executions it watches (see module doc)."""
-
-    def __init__(self, period: float = 0.25) -> None:
-        self.period = period
-        self._watched: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def watch(self, execution_id: str) -> None:
-        with self._lock:
-            self._watched.add(execution_id)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="wave-advancer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            with self._lock:
-                watched = list(self._watched)
-            for execution_id in watched:
-                try:
-                    if advance(execution_id):
-                        with self._lock:
-                            self._watched.discard(execution_id)
-                except Exception:
-                    log.exception("advancing execution %s failed; trying again", execution_id)
-
-
-def advance(execution_id: str) -> bool:
-    """One pass: start the first wave whose predecessors are all terminal. True when all are."""
-    services = runtime.services()
-    found = services.store.get_execution(execution_id)
-    if found is None:
-        return False
-    _, waves = found
-    for wave in sorted(waves, key=lambda w: w.wave_number):
-        if wave.is_terminal:
-            continue
-        if wave.status is WaveStatus.PENDING and wave.job_id is None:
-            current = services.store.get_wave(wave_key(execution_id, wave.wave_number))
-            if current is not None and current.status is WaveStatus.PENDING and current.job_id is None:
-                services.executions.start_wave(current)
-        return False
-    return True

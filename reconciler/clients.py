@@ -37,6 +37,7 @@ class AwsClients:
     drs: Any
     ec2: Any
     drs_start: Any
+    events: Any
 
 
 @cache
@@ -51,4 +52,5 @@ def aws_clients() -> AwsClients:
         drs=client("drs"),
         ec2=client("ec2"),
         drs_start=client("drs", retries=False),
+        events=client("events"),
     )

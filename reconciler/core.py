@@ -154,12 +154,15 @@ def next_state(stored: WaveRecord, observed: Observation, *, ec2_grace: timedelt
 def resolve_start(
     stored: WaveRecord, found: ObservedJob | None, *, now: datetime, start_grace: timedelta
 ) -> WaveRecord:
-    """A wave whose start was requested but whose job id never got recorded.
+    """A wave whose start was claimed but whose job id never got recorded.
 
     That happens when StartRecovery's answer was lost (timeout, 5xx) or the writer died between
-    StartRecovery and its write. DRS is the truth: adopt the job it holds tagged for this wave;
-    with none after `start_grace`, nothing was started, so end the wave FAILED saying why.
+    StartRecovery and its write. DRS is the truth: adopt the job it holds tagged for this wave.
+    With none, nothing changes here: the lifecycle (`Executions.start_wave`, driven by the
+    sweep) claims the start again once the claim is older than `start_grace`, or fails the wave
+    after its last attempt.
     """
+    del start_grace  # the lifecycle owns expired claims (reconciler.lifecycle.claim_is_fresh)
     if stored.is_terminal or stored.job_id is not None or stored.start_requested_at is None:
         return stored
     if found is not None:
@@ -169,14 +172,6 @@ def resolve_start(
                 "status": WaveStatus.LAUNCHING,
                 "start_time": normalize_time(found.creation_time) or iso_z(now),
             }
-        )
-    if now >= parse_time(stored.start_requested_at) + start_grace:
-        reason = (
-            f"StartRecovery was requested at {stored.start_requested_at} but DRS holds no job tagged "
-            "for this wave: nothing was started; start the recovery again"
-        )
-        return stored.model_copy(
-            update={"status": WaveStatus.FAILED, "end_time": iso_z(now), "error": reason}
         )
     return stored
 

@@ -15,7 +15,7 @@ from typing import Protocol
 from schemas.api import ExecutionDocument, WaveDocument
 from schemas.records import ExecutionRecord, WaveRecord
 
-from .core import execution_status
+from .lifecycle import derive_status
 
 
 class StoreReader(Protocol):
@@ -24,12 +24,16 @@ class StoreReader(Protocol):
 
 def execution_document(execution: ExecutionRecord, waves: Sequence[WaveRecord]) -> ExecutionDocument:
     """The API document: the records' own fields (the models share their names), plus the
-    execution's status and `updatedAt` derived from its waves."""
+    execution's status (from its waves and controls) and `updatedAt` derived from its waves."""
     return ExecutionDocument(
         execution_id=execution.execution_id,
         name=execution.name,
         is_drill=execution.is_drill,
-        status=execution_status(waves).value,
+        status=derive_status(execution, list(waves)).value,
+        stop_on_partial=execution.stop_on_partial,
+        paused_before_wave=execution.paused_before,
+        cancel_requested_at=execution.cancel_requested_at,
+        end_time=execution.end_time,
         created_at=execution.created_at,
         updated_at=max([execution.updated_at, *(w.updated_at for w in waves)]),
         waves=[WaveDocument.model_validate(w.model_dump(mode="json")) for w in waves],

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
@@ -33,8 +33,18 @@ from .errors import (
     classify_aws_error,
     client_error_code,
 )
+from .lifecycle import (
+    MAX_START_ATTEMPTS,
+    Action,
+    claim_is_fresh,
+    derive_status,
+    execution_completed_event,
+    expiry,
+    plan_next,
+)
 from .observability import logger, metrics_count
 from .observe import DRS_FILTER_MAX, DrsObserver, chunks, job_tags
+from .outbox import Publisher
 from .store import TooLarge, WaveStore, wave_from_item, wave_key
 
 # Pauses between StartRecovery attempts that DRS refused with ThrottlingException (seconds).
@@ -51,6 +61,14 @@ class PlanInvalid(PermanentError):
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = list(problems)
+
+
+class WrongState(PermanentError):
+    """An operation the execution's state does not allow (409)."""
+
+
+class NotFound(PermanentError):
+    """No such execution (404)."""
 
 
 class StartRejected(ReconcilerError):
@@ -129,7 +147,13 @@ class Executions:
         max_servers_per_wave: int,
         page_size: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        start_grace: timedelta = timedelta(minutes=5),
+        retention: timedelta = timedelta(days=90),
+        publisher: Publisher | None = None,
     ) -> None:
+        self._start_grace = start_grace
+        self._retention = retention
+        self._publisher = publisher
         self._store = store
         self._drs = drs
         self._drs_start = drs_start
@@ -168,6 +192,8 @@ class Executions:
                     name=request.name,
                     is_drill=request.is_drill,
                     wave_count=len(request.waves),
+                    stop_on_partial=request.stop_on_partial,
+                    paused_before=1 if request.waves[0].pause_before_wave else None,
                     version=0,
                     created_at=now,
                     updated_at=now,
@@ -178,7 +204,9 @@ class Executions:
                         wave_number=number,
                         name=wave.name,
                         is_drill=request.is_drill,
-                        start_requested_at=now if number == 1 else None,
+                        start_requested_at=now if number == 1 and not wave.pause_before_wave else None,
+                        start_attempts=1 if number == 1 and not wave.pause_before_wave else 0,
+                        pause_before_wave=wave.pause_before_wave,
                         servers=tuple(
                             ServerRecord(source_server_id=sid, hostname=hostnames[sid])
                             for sid in wave.source_server_ids
@@ -194,25 +222,39 @@ class Executions:
             raise PlanInvalid([f"plan too large to record at once: {error}"]) from error
         logger.info("execution created", extra={"executionId": execution_id, "waves": len(waves)})
         metrics_count("ExecutionsCreated")
+        if execution.paused_before == 1:
+            return execution_document(execution, waves)
         try:
             waves[0] = self._start(waves[0])
         except _Refused as refused:
             waves = self._abandon(waves, f"DRS refused StartRecovery: {refused}")
-            raise StartRejected(
-                refused.code, refused.message, execution_document(execution, waves)
-            ) from refused
+            document = execution_document(execution, waves)
+            try:  # finish it now (FAILED); the sweep would otherwise
+                document = self.advance(execution_id) or document
+            except ReconcilerError:
+                logger.warning(
+                    "could not finish the refused execution yet", extra={"executionId": execution_id}
+                )
+            raise StartRejected(refused.code, refused.message, document) from refused
         return execution_document(execution, waves)
 
     def start_wave(self, wave: WaveRecord) -> WaveRecord:
-        """Start a PENDING wave's DRS job: record that the start is requested (so the sweep can
-        find a job whose answer gets lost), start it, record the job id. Returns the stored wave.
+        """Start a PENDING wave's DRS job exactly once; returns the wave as stored.
 
-        A wave whose start was already requested is first looked up by its tags: a job DRS holds
-        for it is adopted, never started twice (even if that job has finished since)."""
+        The claim is a versioned write of `startRequestedAt` (and the attempt number): of any
+        number of racing callers exactly one wins it, and only the winner calls StartRecovery.
+        A claim younger than the start grace belongs to a caller that may still be running, so
+        nobody else touches DRS. An older claim's caller is gone (the grace exceeds every
+        function's timeout): DRS is asked for a job tagged with this wave first, and adopted if
+        there is one; only with none is the wave claimed again and started, at most
+        MAX_START_ATTEMPTS times, then FAILED. See docs/start-protocol.md."""
         current = self._store.get_wave(wave_key(wave.execution_id, wave.wave_number)) or wave
         if current.status is not WaveStatus.PENDING or current.job_id:
-            raise PermanentError(f"wave {current.wave_number} is {current.status.value}, not startable")
+            return current
+        now_moment = self._clock()
         if current.start_requested_at is not None:
+            if claim_is_fresh(current, now_moment, self._start_grace):
+                return current
             found = self._observer.find_started_job(
                 current.execution_id, current.wave_number, current.start_requested_at
             )
@@ -220,20 +262,196 @@ class Executions:
                 return self._record_job(
                     current, {"jobID": found.job_id, "creationDateTime": found.creation_time}
                 )
-        else:
-            now = iso_z(self._clock())
+            if current.start_attempts >= MAX_START_ATTEMPTS:
+                return self._fail_start(
+                    current,
+                    f"no DRS job was started after {current.start_attempts} attempts "
+                    f"(last requested at {current.start_requested_at}); start the recovery again",
+                )
+        now = iso_z(now_moment)
+        try:
             current = self._store.write_wave(
-                current.model_copy(update={"start_requested_at": now}), updated_at=now
+                current.model_copy(
+                    update={"start_requested_at": now, "start_attempts": current.start_attempts + 1}
+                ),
+                updated_at=now,
             )
+        except VersionConflict:
+            logger.info("another caller claimed the wave's start", extra=_wave_keys(current))
+            return self._store.get_wave(wave_key(wave.execution_id, wave.wave_number)) or current
         try:
             return self._start(current)
         except _Refused as refused:
-            reason = f"DRS refused StartRecovery: {refused}"
+            return self._fail_start(current, f"DRS refused StartRecovery: {refused}")
+
+    def _fail_start(self, wave: WaveRecord, reason: str) -> WaveRecord:
+        now = iso_z(self._clock())
+        failed = wave.model_copy(update={"status": WaveStatus.FAILED, "error": reason, "end_time": now})
+        try:
+            written = self._store.write_wave(failed, updated_at=now)
+        except VersionConflict:
+            return self._store.get_wave(wave_key(wave.execution_id, wave.wave_number)) or wave
+        self._flush([written])
+        return written
+
+    # ------------------------------------------------------------------ the lifecycle
+
+    def advance(self, execution_id: str) -> ExecutionDocument | None:
+        """Take the execution's next step (start, pause, cancel the rest, finish), if any.
+
+        Idempotent and safe to race: every step is a versioned write, and a caller that loses a
+        race re-reads and decides again. Called after a wave turns terminal (reconcile), by the
+        sweep for every unfinished execution, and after resume and cancel."""
+        for _attempt in range(6):
+            found = self._store.get_execution(execution_id)
+            if found is None:
+                return None
+            execution, waves = found
+            step = plan_next(execution, waves, now=self._clock(), start_grace=self._start_grace)
+            keys = {"executionId": execution_id, "waveNumber": step.wave_number, "action": step.action.value}
             now = iso_z(self._clock())
-            failed = current.model_copy(
-                update={"status": WaveStatus.FAILED, "error": reason, "end_time": now}
+            try:
+                if step.action is Action.NONE:
+                    if self._publisher is not None and execution.outbox:
+                        execution = self._publisher.flush_execution(execution)
+                    return execution_document(execution, waves)
+                logger.info("execution step", extra={**keys, "reason": step.reason})
+                if step.action is Action.START:
+                    wave = next(w for w in waves if w.wave_number == step.wave_number)
+                    self.start_wave(wave)
+                    if execution.paused_before is not None:
+                        self._store.write_execution(
+                            execution.model_copy(update={"paused_before": None}), updated_at=now
+                        )
+                elif step.action is Action.PAUSE:
+                    self._store.write_execution(
+                        execution.model_copy(update={"paused_before": step.wave_number}), updated_at=now
+                    )
+                    metrics_count("ExecutionsPaused")
+                elif step.action is Action.CANCEL_REST:
+                    assert step.wave_number is not None
+                    if self._adopted_instead(waves, step.wave_number):
+                        continue
+                    self._flush(
+                        self._store.write_waves(
+                            _cancelled(
+                                waves, step.wave_number, step.reason or "cancelled", now, stale_claim=True
+                            ),
+                            updated_at=now,
+                        )
+                    )
+                elif step.action is Action.FINISH:
+                    return self._finish(execution, waves, now)
+            except VersionConflict:
+                continue
+        return None
+
+    def _flush(self, waves: Sequence[WaveRecord]) -> None:
+        """Publish the events of waves this caller just ended (the sweep retries what fails)."""
+        if self._publisher is not None:
+            for wave in waves:
+                if wave.outbox:
+                    self._publisher.flush_wave(wave)
+
+    def _adopted_instead(self, waves: list[WaveRecord], number: int) -> bool:
+        """Before cancelling a wave whose start was claimed long ago, adopt the job DRS may hold
+        for it: a job that runs is reconciled to its end, never hidden behind CANCELLED."""
+        wave = next(w for w in waves if w.wave_number == number)
+        if wave.start_requested_at is None:
+            return False
+        found = self._observer.find_started_job(wave.execution_id, number, wave.start_requested_at)
+        if found is None:
+            return False
+        self._record_job(wave, {"jobID": found.job_id, "creationDateTime": found.creation_time})
+        return True
+
+    def _finish(self, execution: ExecutionRecord, waves: list[WaveRecord], now: str) -> ExecutionDocument:
+        """Stamp the final status, end time, TTL and Execution Completed event on the execution
+        and the TTL on every wave, in one transaction; then publish."""
+        status = derive_status(execution, waves)
+        end_time = max([now, *(w.end_time for w in waves if w.end_time)])
+        expires = expiry(end_time, self._retention)
+        finished = execution.model_copy(
+            update={
+                "status": status,
+                "end_time": end_time,
+                "paused_before": None,
+                "expires_at": expires,
+                "outbox": (*execution.outbox, execution_completed_event(execution, waves, status, end_time)),
+            }
+        )
+        stamped = [w.model_copy(update={"expires_at": expires}) for w in waves if w.expires_at != expires]
+        written, stored = self._store.write_together(finished, stamped, updated_at=now)
+        logger.info(
+            "execution finished", extra={"executionId": execution.execution_id, "status": status.value}
+        )
+        metrics_count("ExecutionsFinished")
+        assert written is not None
+        if self._publisher is not None:
+            written = self._publisher.flush_execution(written)
+        fresh = {w.wave_number: w for w in stored}
+        return execution_document(written, [fresh.get(w.wave_number, w) for w in waves])
+
+    # ------------------------------------------------------------------ operator controls
+
+    def resume(self, execution_id: str) -> ExecutionDocument:
+        """PAUSED -> RUNNING: release the wave it waits before, then start it."""
+        for _attempt in range(3):
+            execution, waves = self._require(execution_id)
+            status = derive_status(execution, waves)
+            if status.value != "PAUSED" or execution.paused_before is None:
+                raise WrongState(
+                    f"execution {execution_id} is {status.value}; only a PAUSED execution can be resumed"
+                )
+            released = execution.model_copy(
+                update={"paused_before": None, "resumed": (*execution.resumed, execution.paused_before)}
             )
-            return self._store.write_wave(failed, updated_at=now)
+            try:
+                self._store.write_execution(released, updated_at=iso_z(self._clock()))
+            except VersionConflict:
+                continue
+            logger.info("execution resumed", extra={"executionId": execution_id})
+            return self.advance(execution_id) or execution_document(released, waves)
+        raise WrongState(f"execution {execution_id} changed while resuming; try again")
+
+    def cancel(self, execution_id: str) -> ExecutionDocument:
+        """Stop further waves: those never started become CANCELLED at once (one transaction with
+        the execution); a running wave's DRS job goes on and its wave is reconciled to its end."""
+        for _attempt in range(3):
+            execution, waves = self._require(execution_id)
+            status = derive_status(execution, waves)
+            if (
+                execution.cancel_requested_at is not None
+                or execution.is_finished
+                or status.value
+                in (
+                    "COMPLETED",
+                    "PARTIAL",
+                    "FAILED",
+                    "CANCELLED",
+                )
+            ):
+                raise WrongState(f"execution {execution_id} is {status.value}; it can no longer be cancelled")
+            now = iso_z(self._clock())
+            cancelled = execution.model_copy(update={"cancel_requested_at": now, "paused_before": None})
+            unstarted = [w for w in waves if w.status is WaveStatus.PENDING and w.start_requested_at is None]
+            first = min((w.wave_number for w in unstarted), default=None)
+            doomed = _cancelled(unstarted, first, "cancelled by an operator", now) if first else []
+            try:
+                _, ended = self._store.write_together(cancelled, doomed, updated_at=now)
+            except VersionConflict:
+                continue
+            self._flush(ended)
+            logger.info("execution cancelled", extra={"executionId": execution_id, "waves": len(doomed)})
+            metrics_count("ExecutionsCancelled")
+            return self.advance(execution_id) or execution_document(cancelled, waves)
+        raise WrongState(f"execution {execution_id} changed while cancelling; try again")
+
+    def _require(self, execution_id: str) -> tuple[ExecutionRecord, list[WaveRecord]]:
+        found = self._store.get_execution(execution_id)
+        if found is None:
+            raise NotFound(f"no execution {execution_id}")
+        return found
 
     def _start(self, wave: WaveRecord) -> WaveRecord:
         """Call StartRecovery at most once per answer that could have started a job, then record
@@ -331,6 +549,7 @@ class Executions:
             logger.error("could not record the refused start", extra=extra)
             return waves
         logger.warning("execution abandoned", extra={"executionId": waves[0].execution_id, "reason": reason})
+        self._flush(result)
         return result
 
     def _hostnames(self, source_ids: Sequence[str]) -> dict[str, str | None]:
@@ -347,3 +566,22 @@ class Executions:
         except (ClientError, BotoCoreError) as error:
             raise classify_aws_error(error, "DescribeSourceServers") from error
         return found
+
+
+def _cancelled(
+    waves: Sequence[WaveRecord], first: int, reason: str, now: str, *, stale_claim: bool = False
+) -> list[WaveRecord]:
+    """Waves from `first` on that never started, CANCELLED with the reason. With `stale_claim`,
+    wave `first` goes too even though its start was claimed (the caller found no job for it)."""
+    return [
+        w.model_copy(update={"status": WaveStatus.CANCELLED, "error": reason, "end_time": now})
+        for w in waves
+        if w.wave_number >= first
+        and w.status is WaveStatus.PENDING
+        and w.job_id is None
+        and (w.start_requested_at is None or (stale_claim and w.wave_number == first))
+    ]
+
+
+def _wave_keys(wave: WaveRecord) -> dict[str, object]:
+    return {"executionId": wave.execution_id, "waveNumber": wave.wave_number, "jobId": wave.job_id}

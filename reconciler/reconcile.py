@@ -5,6 +5,8 @@ idempotent: the observation decides, so a duplicate or stale event computes the 
 writes nothing. A lost version race re-runs `next_state` on the winner's record (returned by
 DynamoDB with the failed condition) with the same observation, a bounded number of times: the
 merge never moves backwards, so reusing the observation is safe and costs no extra DRS call.
+A wave found or made terminal then publishes its Wave Completed event and advances the execution
+(start the next wave, pause, finish), so waves move on from events alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .core import complete_before_green_violations, next_state, resolve_start
 from .errors import PermanentError, TemporaryError, VersionConflict
 from .observability import MetricUnit, logger, metrics_count
 from .observe import DrsObserver
+from .outbox import Publisher
 from .store import WaveKey, WaveStore, wave_from_item
 
 
@@ -41,7 +44,11 @@ class Reconciler:
         ec2_grace: timedelta,
         conflict_retries: int,
         start_grace: timedelta = timedelta(minutes=5),
+        publisher: Publisher | None = None,
+        advance: Callable[[str], object] | None = None,
     ) -> None:
+        self._publisher = publisher
+        self._advance = advance
         self._store = store
         self._observer = observer
         self._clock = clock
@@ -64,6 +71,7 @@ class Reconciler:
             logger.warning("wave vanished", extra={"pk": key.pk, "sk": key.sk})
             return Outcome.UNKNOWN_JOB
         if stored.is_terminal:
+            self._after_terminal(stored)  # a retry after a crash that followed the terminal write
             return Outcome.TERMINAL
         metrics_count("Reconciles")
         job_id = stored.job_id
@@ -107,8 +115,18 @@ class Reconciler:
                 stored = current
                 continue
             self._record_write(stored, written)
+            if written.is_terminal:
+                self._after_terminal(written)
             return Outcome.WRITTEN
         raise TemporaryError(f"gave up after {self._retries} version conflicts on {key.pk}/{key.sk}")
+
+    def _after_terminal(self, wave: WaveRecord) -> None:
+        """Publish the wave's pending events and take the execution's next step (start the next
+        wave, pause, finish). Both are idempotent; the sweep repeats them if this dies."""
+        if self._publisher is not None and wave.outbox:
+            self._publisher.flush_wave(wave)
+        if self._advance is not None:
+            self._advance(wave.execution_id)
 
     def _reread(self, conflict: VersionConflict, key: WaveKey) -> WaveRecord | None:
         if conflict.current:

@@ -17,6 +17,7 @@ from functools import lru_cache
 from .clients import AwsClients, aws_clients, client
 from .executions import Executions
 from .observe import DrsObserver
+from .outbox import Publisher
 from .reconcile import Reconciler
 from .settings import Settings
 from .store import WaveStore
@@ -50,6 +51,20 @@ class Services:
     ) -> Services:
         store = WaveStore(clients.dynamodb, settings.table_name, page_size=settings.page_size)
         observer = DrsObserver(clients.drs, clients.ec2, clock, page_size=settings.page_size)
+        publisher = Publisher(clients.events, store, clock, bus_name=settings.event_bus_name)
+        executions = Executions(
+            store,
+            drs=clients.drs,
+            drs_start=clients.drs_start,
+            observer=observer,
+            clock=clock,
+            new_id=new_id,
+            max_servers_per_wave=settings.max_servers_per_wave,
+            page_size=settings.page_size,
+            start_grace=timedelta(seconds=settings.start_grace_seconds),
+            retention=timedelta(days=settings.retention_days),
+            publisher=publisher,
+        )
         reconciler = Reconciler(
             store,
             observer,
@@ -57,22 +72,15 @@ class Services:
             ec2_grace=timedelta(seconds=settings.ec2_grace_seconds),
             conflict_retries=settings.conflict_retries,
             start_grace=timedelta(seconds=settings.start_grace_seconds),
+            publisher=publisher,
+            advance=executions.advance,
         )
         return cls(
             settings=settings,
             store=store,
             reconciler=reconciler,
-            sweeper=Sweeper(store, reconciler, concurrency=settings.sweep_concurrency),
-            executions=Executions(
-                store,
-                drs=clients.drs,
-                drs_start=clients.drs_start,
-                observer=observer,
-                clock=clock,
-                new_id=new_id,
-                max_servers_per_wave=settings.max_servers_per_wave,
-                page_size=settings.page_size,
-            ),
+            sweeper=Sweeper(store, reconciler, executions, concurrency=settings.sweep_concurrency),
+            executions=executions,
         )
 
 

@@ -16,13 +16,15 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=3, max_length=255)
     ec2_grace_seconds: int = Field(default=900, ge=0, le=86_400)
-    # Well above the start function's 25 s timeout, so the sweep never gives up on a start that
-    # is still in flight.
+    # Well above the timeouts of every function that starts jobs (start 25 s, reconcile 60 s,
+    # sweep 120 s), so a claim this old belongs to a caller that is gone (docs/start-protocol.md).
     start_grace_seconds: int = Field(default=300, ge=60, le=86_400)
     max_servers_per_wave: int = Field(default=100, ge=1, le=200)
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
     conflict_retries: int = Field(default=5, ge=1, le=50)
     page_size: int | None = Field(default=None, ge=1, le=1000)
+    retention_days: int = Field(default=90, ge=1, le=3650)
+    event_bus_name: str = Field(default="default", min_length=1, max_length=1600)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -34,6 +36,8 @@ class Settings(BaseModel):
             "sweep_concurrency": "SWEEP_CONCURRENCY",
             "conflict_retries": "CONFLICT_RETRIES",
             "page_size": "API_PAGE_SIZE",
+            "retention_days": "RETENTION_DAYS",
+            "event_bus_name": "EVENT_BUS_NAME",
         }
         values = {field: environ[env] for field, env in names.items() if environ.get(env)}
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from decimal import Decimal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from botocore.exceptions import ClientError
 from schemas.records import ExecutionRecord, WaveRecord
 
 from .errors import PermanentError, TemporaryError, VersionConflict, classify_aws_error, client_error_code
+from .lifecycle import with_wave_event
 
 JOB_INDEX = "byJob"
 INFLIGHT_INDEX = "inflight"
@@ -34,6 +36,7 @@ TRANSACTION_GUARD_BYTES = 3_500_000  # DynamoDB allows 4 MB per transaction
 EXECUTION_SK = "EXEC"
 
 _WAVE_ATTRS = tuple(field.alias or name for name, field in WaveRecord.model_fields.items())
+_EXECUTION_ATTRS = tuple(field.alias or name for name, field in ExecutionRecord.model_fields.items())
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -93,8 +96,19 @@ def _to_attrs(plain: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_attrs(item: dict[str, Any]) -> dict[str, Any]:
-    """Raw attribute values (as in a ConditionalCheckFailed `Item`) to plain Python."""
-    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+    """Raw attribute values (as in a ConditionalCheckFailed `Item`) to plain Python (numbers as
+    int or float, not Decimal, so nested maps such as an event's detail stay JSON-ready)."""
+    return {name: _plain(_deserializer.deserialize(value)) for name, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(inner) for key, inner in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [_plain(inner) for inner in value]
+    return value
 
 
 def wave_from_item(item: dict[str, Any]) -> WaveRecord:
@@ -193,12 +207,7 @@ class WaveStore:
         execution = execution.model_copy(update={"version": version})
         waves = [w.model_copy(update={"version": version}) for w in waves]
         actions = []
-        exec_item = {
-            "pk": execution_pk(execution.execution_id),
-            "sk": EXECUTION_SK,
-            "itemType": "EXECUTION",
-            **execution.model_dump(by_alias=True, exclude_none=True, mode="json"),
-        }
+        exec_item = self._execution_item(execution)
         total = 0
         for plain in [exec_item, *(self._wave_item(w) for w in waves)]:
             total += self._guard_size(plain)
@@ -225,32 +234,77 @@ class WaveStore:
         Raises VersionConflict (with the current item when DynamoDB returns it) otherwise.
         """
         written, update = self._versioned_update(wave, updated_at)
-        try:
-            self._client.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
-        except ClientError as error:
-            if client_error_code(error) == "ConditionalCheckFailedException":
-                raise VersionConflict(wave.version, error.response.get("Item")) from error
-            raise classify_aws_error(error, "UpdateItem") from error
+        self._update(update, wave.version)
+        return written
+
+    def write_execution(self, execution: ExecutionRecord, *, updated_at: str) -> ExecutionRecord:
+        """`write_wave` for the execution item (the operator's controls, the finish)."""
+        written, update = self._versioned_execution_update(execution, updated_at)
+        self._update(update, execution.version)
         return written
 
     def write_waves(self, waves: Sequence[WaveRecord], *, updated_at: str) -> list[WaveRecord]:
         """`write_wave` for several waves, all or nothing (one transaction, each versioned)."""
+        _, written = self.write_together(None, waves, updated_at=updated_at)
+        return written
+
+    def write_together(
+        self, execution: ExecutionRecord | None, waves: Sequence[WaveRecord], *, updated_at: str
+    ) -> tuple[ExecutionRecord | None, list[WaveRecord]]:
+        """The execution item and waves in one transaction, each under the version rule."""
         pairs = [self._versioned_update(wave, updated_at) for wave in waves]
+        updates = [update for _, update in pairs]
+        written_execution = None
+        if execution is not None:
+            written_execution, update = self._versioned_execution_update(execution, updated_at)
+            updates.insert(0, update)
+        if not updates:
+            return written_execution, []
         try:
-            self._client.transact_write_items(TransactItems=[{"Update": update} for _, update in pairs])
+            self._client.transact_write_items(TransactItems=[{"Update": update} for update in updates])
         except ClientError as error:
             raise _transaction_error(error) from error
-        return [written for written, _ in pairs]
+        return written_execution, [written for written, _ in pairs]
+
+    def _update(self, update: dict[str, Any], expected: int) -> None:
+        try:
+            self._client.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except ClientError as error:
+            if client_error_code(error) == "ConditionalCheckFailedException":
+                raise VersionConflict(expected, error.response.get("Item")) from error
+            raise classify_aws_error(error, "UpdateItem") from error
 
     def _versioned_update(self, wave: WaveRecord, updated_at: str) -> tuple[WaveRecord, dict[str, Any]]:
-        """The UpdateItem request that replaces every attribute we own, under the version rule."""
+        """The UpdateItem request that replaces every attribute we own, under the version rule.
+        A wave turning terminal gets its Wave Completed event in its outbox here, in the same
+        write, whoever the writer is."""
+        wave = with_wave_event(wave)
         key = wave_key(wave.execution_id, wave.wave_number)
         condition, names, values, version = _version_guard(wave.version)
         written = wave.model_copy(update={"version": version, "updated_at": updated_at})
         plain = self._wave_item(written)
+        return written, self._update_request(key, plain, _WAVE_ATTRS, (condition, names, values))
+
+    def _versioned_execution_update(
+        self, execution: ExecutionRecord, updated_at: str
+    ) -> tuple[ExecutionRecord, dict[str, Any]]:
+        key = WaveKey(execution_pk(execution.execution_id), EXECUTION_SK)
+        condition, names, values, version = _version_guard(execution.version)
+        written = execution.model_copy(update={"version": version, "updated_at": updated_at})
+        plain = self._execution_item(written)
+        return written, self._update_request(key, plain, _EXECUTION_ATTRS, (condition, names, values))
+
+    def _update_request(
+        self,
+        key: WaveKey,
+        plain: dict[str, Any],
+        owned: Sequence[str],
+        guard: tuple[str, dict[str, str], dict[str, Any]],
+    ) -> dict[str, Any]:
+        condition, names, values = guard
         self._guard_size(plain)
         set_names = [name for name in plain if name not in ("pk", "sk")]
-        removed = [name for name in (*_WAVE_ATTRS, "inflight") if name not in plain]
+        removed = [name for name in (*owned, "inflight") if name not in plain]
         names = dict(names)
         values = dict(values)
         sets = []
@@ -263,7 +317,7 @@ class WaveStore:
             for i, name in enumerate(removed):
                 names[f"#r{i}"] = name
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
-        return written, {
+        return {
             "TableName": self._table,
             "Key": key.as_key(),
             "UpdateExpression": expression,
@@ -286,7 +340,19 @@ class WaveStore:
             "itemType": "WAVE",
             **wave.model_dump(by_alias=True, exclude_none=True, mode="json"),
         }
-        if (wave.job_id or wave.start_requested_at) and not wave.is_terminal:
+        if ((wave.job_id or wave.start_requested_at) and not wave.is_terminal) or wave.outbox:
+            plain["inflight"] = inflight_shard(key)
+        return plain
+
+    def _execution_item(self, execution: ExecutionRecord) -> dict[str, Any]:
+        key = WaveKey(execution_pk(execution.execution_id), EXECUTION_SK)
+        plain: dict[str, Any] = {
+            "pk": key.pk,
+            "sk": key.sk,
+            "itemType": "EXECUTION",
+            **execution.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        }
+        if not execution.is_finished or execution.outbox:
             plain["inflight"] = inflight_shard(key)
         return plain
 

@@ -1,8 +1,9 @@
 """The scheduled sweep: reconcile every in-flight wave, because DRS events are best effort.
 
 Events can be lost, and a DRS job can complete after its last Launch Result, so correctness
-rests here (I6). Only waves in the sparse `inflight` index are visited: a finished wave costs
-nothing. Waves are reconciled by a bounded pool (boto3 clients are thread-safe); one wave's
+rests here (I6). Only items in the sparse `inflight` index are visited: in-flight waves are
+reconciled, unfinished executions advanced (a wave whose terminal write was not followed by the
+next step gets it here), and events left in an outbox published. A finished wave costs nothing. Waves are reconciled by a bounded pool (boto3 clients are thread-safe); one wave's
 failure is logged and counted, and never stops the others.
 """
 
@@ -13,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import ReconcilerError
+from .executions import Executions
 from .observability import logger, metrics_count
 from .reconcile import Reconciler
-from .store import WaveKey, WaveStore
+from .store import EXECUTION_SK, WaveKey, WaveStore
 
 
 @dataclass
@@ -29,7 +31,10 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, store: WaveStore, reconciler: Reconciler, *, concurrency: int) -> None:
+    def __init__(
+        self, store: WaveStore, reconciler: Reconciler, executions: Executions, *, concurrency: int
+    ) -> None:
+        self._executions = executions
         self._store = store
         self._reconciler = reconciler
         self._concurrency = concurrency
@@ -39,6 +44,9 @@ class Sweeper:
 
         def one(key: WaveKey) -> str:
             try:
+                if key.sk == EXECUTION_SK:
+                    self._executions.advance(key.pk.removeprefix("EXEC#"))
+                    return "advanced"
                 return self._reconciler.reconcile_wave(key).value
             except ReconcilerError as error:
                 logger.warning(

@@ -28,6 +28,7 @@ class WavePlan(_ApiModel):
 
     name: str = Field(min_length=1, max_length=128)
     source_server_ids: list[str] = Field(max_length=1000)
+    pause_before_wave: bool = False
 
 
 class CreateExecutionRequest(_ApiModel):
@@ -35,6 +36,7 @@ class CreateExecutionRequest(_ApiModel):
 
     name: str = Field(min_length=1, max_length=128)
     is_drill: bool
+    stop_on_partial: bool = True
     waves: list[WavePlan] = Field(max_length=100)
 
 
@@ -58,6 +60,7 @@ class WaveDocument(_ApiModel):
     start_time: str | None
     end_time: str | None
     error: str | None = None
+    pause_before_wave: bool = False
     servers: list[ServerDocument]
 
 
@@ -66,6 +69,10 @@ class ExecutionDocument(_ApiModel):
     name: str
     is_drill: bool
     status: str
+    stop_on_partial: bool = True
+    paused_before_wave: int | None = None
+    cancel_requested_at: str | None = None
+    end_time: str | None = None
     created_at: str
     updated_at: str
     waves: list[WaveDocument]

@@ -94,6 +94,18 @@ class ServerRecord(_Record):
         return all((self.recovered_instance_id, self.instance_type, self.private_ip, self.launch_time))
 
 
+class OutboxEvent(_Record):
+    """An event of ours, recorded in the same write as the transition it announces.
+
+    `event_id` is derived from the transition (execution, wave, status), so a consumer can drop
+    the rare duplicate of an at-least-once delivery.
+    """
+
+    event_id: str
+    detail_type: str
+    detail: dict[str, object]
+
+
 class WaveRecord(_Record):
     execution_id: str
     wave_number: int = Field(ge=1)
@@ -107,6 +119,11 @@ class WaveRecord(_Record):
     job_end_time: str | None = None
     error: str | None = None
     servers: tuple[ServerRecord, ...]
+    pause_before_wave: bool = False
+    announced: bool = False
+    start_attempts: int = 0
+    outbox: tuple[OutboxEvent, ...] = ()
+    expires_at: int | None = None
     version: int = Field(ge=0)
     created_at: str
     updated_at: str
@@ -116,11 +133,36 @@ class WaveRecord(_Record):
         return self.status in TERMINAL_WAVE_STATUSES
 
 
+TERMINAL_EXECUTION_STATUSES = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.PARTIAL, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+
+
 class ExecutionRecord(_Record):
+    """The plan's options and the operator's controls; the status itself is derived from waves.
+
+    `status` and `end_time` are stored once, when the execution is finished (for retention and
+    for our Execution Completed event); `paused_before` is the wave it waits before, `resumed`
+    the waves an operator released, `cancel_requested_at` when it was cancelled.
+    """
+
     execution_id: str
     name: str
     is_drill: bool
     wave_count: int = Field(ge=1)
+    stop_on_partial: bool = True
+    paused_before: int | None = None
+    resumed: tuple[int, ...] = ()
+    cancel_requested_at: str | None = None
+    status: ExecutionStatus | None = None
+    end_time: str | None = None
+    outbox: tuple[OutboxEvent, ...] = ()
+    announced: bool = False
+    expires_at: int | None = None
     version: int = Field(ge=0)
     created_at: str
     updated_at: str
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_EXECUTION_STATUSES

@@ -21,8 +21,20 @@ from reconciler.executions import THROTTLE_BACKOFF
 from reconciler.runtime import services
 from tests.conftest import complete_job, dynamodb_writes, post_plan
 
-EXECUTION_KEYS = {"executionId", "name", "isDrill", "status", "createdAt", "updatedAt", "waves"}
-WAVE_KEYS = {"waveNumber", "name", "status", "jobId", "startTime", "endTime", "error", "servers"}
+EXECUTION_KEYS = {
+    "executionId",
+    "name",
+    "isDrill",
+    "status",
+    "stopOnPartial",
+    "pausedBeforeWave",
+    "cancelRequestedAt",
+    "endTime",
+    "createdAt",
+    "updatedAt",
+    "waves",
+}
+WAVE_KEYS = {"waveNumber", "name", "status", "jobId", "startTime", "endTime", "error", "pauseBeforeWave", "servers"}
 SERVER_KEYS = {
     "sourceServerId",
     "hostname",

@@ -46,6 +46,8 @@ def lose_the_answer(stack: LocalStack, *, job_created: bool) -> None:
         if state["calls"] == 1:
             if job_created:
                 original(params, **kwargs)
+            else:
+                stack.fake.calls.append(("StartRecovery", dict(params or {}, **kwargs)))  # sent, lost
             raise DrsApiError("InternalServerException", 500, "the answer was lost")
         return original(params, **kwargs)
 
@@ -82,7 +84,8 @@ def test_a_lost_answer_is_not_retried_and_the_sweep_adopts_the_started_job(stack
     complete_job(stack, wave["jobId"])
     stack.sweep()
     assert wave1(stack, document["executionId"])["status"] == "COMPLETED"
-    assert len(jobs(stack)) == 1
+    wave1_jobs = [j for j in stack.fake.describe_jobs({})["items"] if j["tags"] == job_tags(document["executionId"], 1)]
+    assert len(wave1_jobs) == 1  # wave 2 has started by itself since; wave 1 never twice
 
 
 def test_a_start_whose_job_id_could_not_be_recorded_is_adopted_by_the_sweep(stack: LocalStack, mocker):
@@ -135,19 +138,47 @@ def later(monkeypatch: pytest.MonkeyPatch, minutes: int) -> None:
     runtime.reset()
 
 
-def test_after_the_grace_a_start_that_created_nothing_ends_failed(
+def test_after_the_grace_a_start_that_created_nothing_is_claimed_again_and_started_once(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ):
     lose_the_answer(stack, job_created=False)
     status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
     assert status == 202, document
+    stack.sweep()  # within the grace: the claim may still be under way, nobody touches DRS
+    assert stack.fake.call_counts()["StartRecovery"] == 1 and jobs(stack) == []
     later(monkeypatch, minutes=6)  # START_GRACE_SECONDS is 300 by default
     stack.sweep()
+    stack.sweep()
+    wave = wave1(stack, document["executionId"])
+    assert wave["status"] == "LAUNCHING"
+    assert jobs(stack) == [wave["jobId"]]
+    assert stack.fake.call_counts()["StartRecovery"] == 2  # the lost one (no job) and this one
+    stored = services().store.get_wave(wave_key(document["executionId"], 1))
+    assert stored is not None and stored.start_attempts == 2
+
+
+def test_a_start_that_never_creates_a_job_fails_after_its_last_attempt(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+):
+    def lost(params: Any = None, /, **kwargs: Any) -> Any:
+        stack.fake.calls.append(("StartRecovery", dict(params or {}, **kwargs)))
+        raise DrsApiError("InternalServerException", 500, "the answer was lost")
+
+    stack.fake.start_recovery = lost  # type: ignore[method-assign]
+    status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
+    assert status == 202, document
+    for minutes in (6, 12, 18):
+        later(monkeypatch, minutes=minutes)
+        stack.sweep()
     wave = wave1(stack, document["executionId"])
     assert wave["status"] == "FAILED"
-    assert "nothing was started" in wave["error"]
-    assert jobs(stack) == []
-    assert stack.sweep()["visited"] == 0  # terminal: off the sweep's worklist
+    assert "no DRS job was started after 3 attempts" in wave["error"]
+    assert stack.fake.call_counts()["StartRecovery"] == 3
+    execution = stack.get_execution(document["executionId"])
+    assert execution["status"] == "FAILED"  # stopOnPartial: the other waves never start
+    assert {w["status"] for w in execution["waves"][1:]} == {"CANCELLED"}
+    later(monkeypatch, minutes=24)
+    assert stack.sweep()["visited"] == 0  # finished: off the sweep's worklist
 
 
 def test_a_sweep_that_adopts_the_job_before_the_post_records_it_wins_cleanly(stack: LocalStack):
@@ -210,8 +241,11 @@ def test_starting_a_wave_whose_earlier_job_already_finished_adopts_it_instead_of
     runtime_ = services()
     wave2 = runtime_.store.get_wave(wave_key(document["executionId"], 2))
     assert wave2 is not None
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    wave2 = runtime_.store.write_wave(wave2.model_copy(update={"start_requested_at": now}), updated_at=now)
+    # A claim older than the start grace: its caller is gone (a fresh claim is never touched)
+    now = (datetime.now(UTC) - timedelta(minutes=6)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    wave2 = runtime_.store.write_wave(
+        wave2.model_copy(update={"start_requested_at": now, "start_attempts": 1}), updated_at=now
+    )
     earlier = stack.fake.start_recovery(
         {
             "sourceServers": [{"sourceServerID": s.source_server_id} for s in wave2.servers],

@@ -45,6 +45,8 @@ def test_http_api_answers_like_api_gateway(live: LiveStack) -> None:
     assert {(m, p) for m, p, _ in serverless.http_routes()} == {
         ("GET", "/executions/{executionId}"),
         ("POST", "/executions"),
+        ("POST", "/executions/{executionId}/resume"),
+        ("POST", "/executions/{executionId}/cancel"),
     }
     sid = live.sim.add_source_server(hostname="api-01")
     body = {"name": "wire", "isDrill": True, "waves": [{"name": "w1", "sourceServerIds": [sid]}]}

@@ -68,6 +68,14 @@ START_RECOVERY_DEPENDENCIES = {
         ]
     ),
 }
+# Starting a wave (start, and reconcile/sweep advancing an execution) and publishing our events.
+STARTING = {
+    "drs:DescribeJobs",
+    "drs:StartRecovery",
+    "drs:TagResource",
+    "events:PutEvents",
+    *START_RECOVERY_DEPENDENCIES,
+}
 
 
 def actions(function: str) -> set[str]:
@@ -104,27 +112,31 @@ def test_sweep_runs_every_minute_alone():
 
 
 def test_http_routes():
-    assert FUNCTIONS["read"]["events"][0]["httpApi"] == {"method": "GET", "path": "/executions/{executionId}"}
-    assert FUNCTIONS["start"]["events"][0]["httpApi"] == {"method": "POST", "path": "/executions"}
+    assert [e["httpApi"] for e in FUNCTIONS["read"]["events"]] == [
+        {"method": "GET", "path": "/executions/{executionId}"}
+    ]
+    assert [e["httpApi"] for e in FUNCTIONS["start"]["events"]] == [
+        {"method": "POST", "path": "/executions"},
+        {"method": "POST", "path": "/executions/{executionId}/resume"},
+        {"method": "POST", "path": "/executions/{executionId}/cancel"},
+    ]
 
 
 @pytest.mark.parametrize(
     ("function", "allowed"),
     [
         ("read", {"dynamodb:GetItem", "dynamodb:Query"}),
-        ("reconcile", {*RECONCILING, "sqs:SendMessage"}),
-        ("sweep", RECONCILING),
+        ("reconcile", {*RECONCILING, *STARTING, "sqs:SendMessage"}),
+        ("sweep", {*RECONCILING, *STARTING}),
         (
             "start",
             {
                 "drs:DescribeSourceServers",
-                "drs:DescribeJobs",
-                "drs:StartRecovery",
-                "drs:TagResource",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
-                *START_RECOVERY_DEPENDENCIES,
+                "dynamodb:Query",
+                *STARTING,
             },
         ),
     ],

@@ -1,0 +1,109 @@
+"""Publish our own events from the outbox their transition was written with.
+
+A wave turning terminal, or an execution finishing, records its event in the same item write
+(`outbox`), so the event exists exactly when the transition does. Whoever wrote the transition
+publishes it right after (PutEvents on EventBridge), then clears the outbox with a versioned
+write; if the writer dies in between, the item stays on the sweep's worklist (`inflight`) until
+the sweep publishes it. Delivery is therefore at least once: a crash after PutEvents and before
+the clear publishes again, with the same `eventId`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from schemas.records import ExecutionRecord, OutboxEvent, WaveRecord
+from schemas.times import iso_z
+
+from .errors import ReconcilerError, TemporaryError, VersionConflict, classify_aws_error
+from .lifecycle import EVENT_SOURCE
+from .observability import logger, metrics_count
+from .store import WaveStore, wave_key
+
+PUT_EVENTS_MAX = 10
+
+
+class Publisher:
+    def __init__(
+        self, events: Any, store: WaveStore, clock: Callable[[], datetime], *, bus_name: str
+    ) -> None:
+        self._events = events
+        self._store = store
+        self._clock = clock
+        self._bus = bus_name
+
+    def publish(self, outbox: Sequence[OutboxEvent]) -> None:
+        """PutEvents every event, 10 per call; raises TemporaryError unless all were accepted."""
+        for start in range(0, len(outbox), PUT_EVENTS_MAX):
+            batch = outbox[start : start + PUT_EVENTS_MAX]
+            entries = [
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": event.detail_type,
+                    "Detail": json.dumps(event.detail, sort_keys=True),
+                    "EventBusName": self._bus,
+                    "Resources": [],
+                }
+                for event in batch
+            ]
+            try:
+                answer = self._events.put_events(Entries=entries)
+            except (ClientError, BotoCoreError) as error:
+                raise classify_aws_error(error, "PutEvents") from error
+            if answer.get("FailedEntryCount"):
+                raise TemporaryError(
+                    f"EventBridge refused {answer['FailedEntryCount']} of {len(entries)} events"
+                )
+        metrics_count("EventsPublished", len(outbox))
+
+    def flush_wave(self, wave: WaveRecord) -> WaveRecord:
+        """Publish a wave's pending events, then clear its outbox (best effort: the sweep retries)."""
+        for _attempt in range(3):
+            if not wave.outbox:
+                return wave
+            try:
+                self.publish(wave.outbox)
+                cleared = wave.model_copy(update={"outbox": (), "announced": True})
+                return self._store.write_wave(cleared, updated_at=iso_z(self._clock()))
+            except VersionConflict:
+                current = self._store.get_wave(wave_key(wave.execution_id, wave.wave_number))
+                if current is None:
+                    return wave
+                wave = current
+            except ReconcilerError as error:
+                logger.warning(
+                    "events not published yet; the sweep retries",
+                    extra={
+                        "executionId": wave.execution_id,
+                        "waveNumber": wave.wave_number,
+                        "error": str(error),
+                    },
+                )
+                return wave
+        return wave
+
+    def flush_execution(self, execution: ExecutionRecord) -> ExecutionRecord:
+        for _attempt in range(3):
+            if not execution.outbox:
+                return execution
+            try:
+                self.publish(execution.outbox)
+                cleared = execution.model_copy(update={"outbox": (), "announced": True})
+                return self._store.write_execution(cleared, updated_at=iso_z(self._clock()))
+            except VersionConflict:
+                found = self._store.get_execution(execution.execution_id)
+                if found is None:
+                    return execution
+                execution = found[0]
+            except ReconcilerError as error:
+                logger.warning(
+                    "events not published yet; the sweep retries",
+                    extra={"executionId": execution.execution_id, "error": str(error)},
+                )
+                return execution
+        return execution
