@@ -34,7 +34,17 @@ EXECUTION_KEYS = {
     "updatedAt",
     "waves",
 }
-WAVE_KEYS = {"waveNumber", "name", "status", "jobId", "startTime", "endTime", "error", "pauseBeforeWave", "servers"}
+WAVE_KEYS = {
+    "waveNumber",
+    "name",
+    "status",
+    "jobId",
+    "startTime",
+    "endTime",
+    "error",
+    "pauseBeforeWave",
+    "servers",
+}
 SERVER_KEYS = {
     "sourceServerId",
     "hostname",

@@ -84,7 +84,9 @@ def test_a_lost_answer_is_not_retried_and_the_sweep_adopts_the_started_job(stack
     complete_job(stack, wave["jobId"])
     stack.sweep()
     assert wave1(stack, document["executionId"])["status"] == "COMPLETED"
-    wave1_jobs = [j for j in stack.fake.describe_jobs({})["items"] if j["tags"] == job_tags(document["executionId"], 1)]
+    wave1_jobs = [
+        j for j in stack.fake.describe_jobs({})["items"] if j["tags"] == job_tags(document["executionId"], 1)
+    ]
     assert len(wave1_jobs) == 1  # wave 2 has started by itself since; wave 1 never twice
 
 
