@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import zlib
-from decimal import Decimal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
