@@ -70,6 +70,7 @@ class LocalStack:
         self.fake = DrsFake(seed=seed, max_servers_per_job=max_servers_per_job, clock=clock)
         self.counter = CallCounter()
         self._hidden: set[str] = set()
+        self.published: list[dict[str, Any]] = []  # our own events EventBridge accepted, in order
         self._env = {
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -105,6 +106,7 @@ class LocalStack:
         events = boto3.DEFAULT_SESSION.events
         events.register("before-call", self.counter)
         events.register("after-call.ec2.DescribeInstances", self._hide_instances)
+        events.register("before-parameter-build.events.PutEvents", self._record_published)
         self.dynamodb = boto3.client("dynamodb")
         self.ec2 = boto3.client("ec2")
         self.drs = boto3.client("drs")
@@ -164,6 +166,11 @@ class LocalStack:
             self._hidden.clear()
         else:
             self._hidden.discard(instance_id)
+
+    def _record_published(self, params: dict[str, Any], **_: Any) -> None:
+        """Keep every event sent with PutEvents (moto accepts them all): detail decoded."""
+        for entry in params.get("Entries", []):
+            self.published.append({**entry, "Detail": json.loads(entry.get("Detail") or "{}")})
 
     def _hide_instances(self, parsed: dict[str, Any], **_: Any) -> None:
         if not self._hidden:

@@ -37,6 +37,24 @@ def progress_line(document: dict[str, Any], elapsed: float) -> str:
     return f"[{elapsed:6.1f}s] {document['status']:<9} " + " · ".join(waves)
 
 
+def try_it(api_url: str, spare: list[str]) -> str:
+    """Copy-paste commands for a second execution on four spare servers, pausing before wave 2."""
+    plan = {
+        "name": "manual run",
+        "isDrill": True,
+        "stopOnPartial": True,
+        "waves": [
+            {"name": "first", "sourceServerIds": spare[:2]},
+            {"name": "second", "sourceServerIds": spare[2:], "pauseBeforeWave": True},
+        ],
+    }
+    return (
+        "Try it (another terminal): a 2-wave plan on spare servers that pauses before wave 2\n"
+        f"  curl -s -X POST {api_url}/executions -H 'content-type: application/json' -d '{json.dumps(plan)}'\n"
+        f"  curl -s -X POST {api_url}/executions/<executionId>/resume    # or .../cancel"
+    )
+
+
 def summary(stack: LiveStack, elapsed: float) -> str:
     faults = dict(sorted(stack.fault_counts().items())) or "none"
     calls = dict(sorted(stack.bus.invocations.items()))
@@ -88,11 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with LiveStack(config, speed=args.speed, api_port=args.port, instance_types=INSTANCE_TYPES) as stack:
         execution_id = start_drill(stack)
+        spare = [stack.sim.add_source_server(hostname=f"spare-{i:02d}") for i in range(1, 5)]
         header = (
             f"DRS wave reconciler — local stack ({'fault profile' if args.faults else 'no faults'}, seed {args.seed})\n"
             f"Status page: {stack.page_url(execution_id)}\n"
             f"API:         {stack.api_url}/executions/{execution_id}\n"
-            f"moto:        {stack.moto.endpoint_url}    DRS simulator: {stack.drs_server.endpoint_url}"
+            f"moto:        {stack.moto.endpoint_url}    DRS simulator: {stack.drs_server.endpoint_url}\n"
+            f"{try_it(stack.api_url, spare)}"
         )
         live = out.isatty()
         if not live:
