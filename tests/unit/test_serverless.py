@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler.lifecycle import EVENT_SOURCE, EXECUTION_COMPLETED, WAVE_COMPLETED
 from reconciler.store import INFLIGHT_INDEX, JOB_INDEX
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,3 +175,18 @@ def test_the_table_is_on_demand_recoverable_retained_and_has_the_indexes_the_sto
     assert indexes[JOB_INDEX]["KeySchema"][0]["AttributeName"] == "jobId"
     assert indexes[INFLIGHT_INDEX]["KeySchema"][0]["AttributeName"] == "inflight"
     assert CONFIG["provider"]["environment"]["TABLE_NAME"] == {"Ref": "WavesTable"}
+
+
+def test_our_events_are_declared_as_the_code_publishes_them():
+    declared = CONFIG["custom"]["ourEvents"]
+    assert declared["source"] == EVENT_SOURCE
+    assert declared["detailTypes"] == [WAVE_COMPLETED, EXECUTION_COMPLETED]
+    for function in ("reconcile", "sweep", "start"):
+        assert "events:PutEvents" in actions(function)
+    assert CONFIG["provider"]["environment"]["EVENT_BUS_NAME"] == "${param:eventBusName}"
+
+
+def test_finished_executions_expire_by_ttl():
+    table = CONFIG["resources"]["Resources"]["WavesTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert CONFIG["params"]["default"]["retentionDays"] == 90
