@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.api import SOURCE_SERVER_ID, CreateExecutionRequest, ExecutionDocument, WavePlan
-from schemas.records import ExecutionRecord, ServerRecord, WaveRecord, WaveStatus
+from schemas.records import TERMINAL_EXECUTION_STATUSES, ExecutionRecord, ServerRecord, WaveRecord, WaveStatus
 from schemas.times import iso_z, normalize_time
 
 from .documents import execution_document
@@ -40,6 +40,7 @@ from .lifecycle import (
     derive_status,
     execution_completed_event,
     expiry,
+    outbox_is_orphaned,
     plan_next,
 )
 from .observability import logger, metrics_count
@@ -312,7 +313,8 @@ class Executions:
             now = iso_z(self._clock())
             try:
                 if step.action is Action.NONE:
-                    if self._publisher is not None and execution.outbox:
+                    orphaned = outbox_is_orphaned(execution.updated_at, self._clock())
+                    if self._publisher is not None and execution.outbox and orphaned:
                         execution = self._publisher.flush_execution(execution)
                     return execution_document(execution, waves)
                 logger.info("execution step", extra={**keys, "reason": step.reason})
@@ -420,17 +422,12 @@ class Executions:
         for _attempt in range(3):
             execution, waves = self._require(execution_id)
             status = derive_status(execution, waves)
-            if (
-                execution.cancel_requested_at is not None
-                or execution.is_finished
-                or status.value
-                in (
-                    "COMPLETED",
-                    "PARTIAL",
-                    "FAILED",
-                    "CANCELLED",
+            if execution.cancel_requested_at is not None:
+                raise WrongState(
+                    f"execution {execution_id} was already cancelled at {execution.cancel_requested_at};"
+                    " a wave already running is reconciled to its end"
                 )
-            ):
+            if execution.is_finished or status in TERMINAL_EXECUTION_STATUSES:
                 raise WrongState(f"execution {execution_id} is {status.value}; it can no longer be cancelled")
             now = iso_z(self._clock())
             cancelled = execution.model_copy(update={"cancel_requested_at": now, "paused_before": None})

@@ -35,6 +35,9 @@ EVENT_SOURCE = "drs-reconciler"
 WAVE_COMPLETED = "Wave Completed"
 EXECUTION_COMPLETED = "Execution Completed"
 MAX_START_ATTEMPTS = 3
+# A pending event older than this was left by a writer that died before publishing it: anyone may
+# publish it now. Younger ones are left to their writer, so duplicates stay rare.
+OUTBOX_GRACE = timedelta(seconds=60)
 _STOPPING = frozenset({WaveStatus.PARTIAL, WaveStatus.FAILED})
 
 
@@ -65,6 +68,11 @@ def derive_status(execution: ExecutionRecord, waves: list[WaveRecord]) -> Execut
     if execution.paused_before is not None and execution.cancel_requested_at is None:
         return ExecutionStatus.PAUSED
     return execution_status(waves)
+
+
+def outbox_is_orphaned(updated_at: str, now: datetime) -> bool:
+    """An item's pending events were written long enough ago that their writer is gone."""
+    return now >= parse_time(updated_at) + OUTBOX_GRACE
 
 
 def claim_is_fresh(wave: WaveRecord, now: datetime, start_grace: timedelta) -> bool:

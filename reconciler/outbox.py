@@ -4,8 +4,8 @@ A wave turning terminal, or an execution finishing, records its event in the sam
 (`outbox`), so the event exists exactly when the transition does. Whoever wrote the transition
 publishes it right after (PutEvents on EventBridge), then clears the outbox with a versioned
 write; if the writer dies in between, the item stays on the sweep's worklist (`inflight`) until
-the sweep publishes it. Delivery is therefore at least once: a crash after PutEvents and before
-the clear publishes again, with the same `eventId`.
+the sweep publishes it once it is orphaned (older than `OUTBOX_GRACE`). Delivery is therefore at
+least once: a crash after PutEvents and before the clear publishes again, with the same `eventId`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Publisher:
 
     def publish(self, outbox: Sequence[OutboxEvent]) -> None:
         """PutEvents every event, 10 per call; raises TemporaryError unless all were accepted."""
+        if not outbox:
+            return
         for start in range(0, len(outbox), PUT_EVENTS_MAX):
             batch = outbox[start : start + PUT_EVENTS_MAX]
             entries = [
@@ -62,12 +64,17 @@ class Publisher:
         metrics_count("EventsPublished", len(outbox))
 
     def flush_wave(self, wave: WaveRecord) -> WaveRecord:
-        """Publish a wave's pending events, then clear its outbox (best effort: the sweep retries)."""
+        """Publish a wave's pending events, then clear its outbox (best effort: the sweep retries).
+        A clear that loses a version race re-reads and clears again, publishing only events it
+        has not published yet."""
+        published: set[str] = set()
         for _attempt in range(3):
+            pending = [e for e in wave.outbox if e.event_id not in published]
             if not wave.outbox:
                 return wave
             try:
-                self.publish(wave.outbox)
+                self.publish(pending)
+                published.update(e.event_id for e in pending)
                 cleared = wave.model_copy(update={"outbox": (), "announced": True})
                 return self._store.write_wave(cleared, updated_at=iso_z(self._clock()))
             except VersionConflict:
@@ -88,11 +95,15 @@ class Publisher:
         return wave
 
     def flush_execution(self, execution: ExecutionRecord) -> ExecutionRecord:
+        """`flush_wave` for the execution item (its Execution Completed event)."""
+        published: set[str] = set()
         for _attempt in range(3):
+            pending = [e for e in execution.outbox if e.event_id not in published]
             if not execution.outbox:
                 return execution
             try:
-                self.publish(execution.outbox)
+                self.publish(pending)
+                published.update(e.event_id for e in pending)
                 cleared = execution.model_copy(update={"outbox": (), "announced": True})
                 return self._store.write_execution(cleared, updated_at=iso_z(self._clock()))
             except VersionConflict:

@@ -20,6 +20,7 @@ from schemas.times import iso_z, parse_time
 
 from .core import complete_before_green_violations, next_state, resolve_start
 from .errors import PermanentError, TemporaryError, VersionConflict
+from .lifecycle import outbox_is_orphaned
 from .observability import MetricUnit, logger, metrics_count
 from .observe import DrsObserver
 from .outbox import Publisher
@@ -71,7 +72,7 @@ class Reconciler:
             logger.warning("wave vanished", extra={"pk": key.pk, "sk": key.sk})
             return Outcome.UNKNOWN_JOB
         if stored.is_terminal:
-            self._after_terminal(stored)  # a retry after a crash that followed the terminal write
+            self._after_terminal(stored, written_now=False)  # a retry after a crash, or the sweep
             return Outcome.TERMINAL
         metrics_count("Reconciles")
         job_id = stored.job_id
@@ -116,14 +117,17 @@ class Reconciler:
                 continue
             self._record_write(stored, written)
             if written.is_terminal:
-                self._after_terminal(written)
+                self._after_terminal(written, written_now=True)
             return Outcome.WRITTEN
         raise TemporaryError(f"gave up after {self._retries} version conflicts on {key.pk}/{key.sk}")
 
-    def _after_terminal(self, wave: WaveRecord) -> None:
+    def _after_terminal(self, wave: WaveRecord, *, written_now: bool) -> None:
         """Publish the wave's pending events and take the execution's next step (start the next
-        wave, pause, finish). Both are idempotent; the sweep repeats them if this dies."""
-        if self._publisher is not None and wave.outbox:
+        wave, pause, finish). Both are idempotent; the sweep repeats them if this dies. Events
+        are published by the writer of the transition, or by anyone once they are orphaned (so
+        concurrent duplicates of a Launch Result event do not each publish them)."""
+        orphaned = not written_now and outbox_is_orphaned(wave.updated_at, self._clock())
+        if self._publisher is not None and wave.outbox and (written_now or orphaned):
             self._publisher.flush_wave(wave)
         if self._advance is not None:
             self._advance(wave.execution_id)
