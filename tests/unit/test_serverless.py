@@ -116,10 +116,11 @@ def test_http_routes():
     assert [e["httpApi"] for e in FUNCTIONS["read"]["events"]] == [
         {"method": "GET", "path": "/executions/{executionId}"}
     ]
+    iam = {"type": "aws_iam"}
     assert [e["httpApi"] for e in FUNCTIONS["start"]["events"]] == [
         {"method": "POST", "path": "/executions"},
-        {"method": "POST", "path": "/executions/{executionId}/resume"},
-        {"method": "POST", "path": "/executions/{executionId}/cancel"},
+        {"method": "POST", "path": "/executions/{executionId}/resume", "authorizer": iam},
+        {"method": "POST", "path": "/executions/{executionId}/cancel", "authorizer": iam},
     ]
 
 
