@@ -74,7 +74,8 @@ def start_plan(stack: LocalStack, scenario: dict[str, Any]) -> ScenarioRun:
 
 
 def start_wave(run: ScenarioRun, number: int) -> None:
-    """Start a later wave's job (what the lifecycle issue will do by itself)."""
+    """Record a later wave's job. Waves start by themselves when the one before ends; this step
+    only starts one still waiting (a scenario that delays delivery) and notes its job id."""
     runtime = services()
     wave = runtime.store.get_wave(wave_key(run.execution_id, number))
     if wave is None:

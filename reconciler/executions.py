@@ -1,14 +1,14 @@
-"""Start an execution: validate the plan, record it, start wave 1's DRS job, record the job.
+"""Executions: record a plan, start each wave's DRS job exactly once, carry the plan through.
 
-Order matters for crash safety. The execution and its waves are written first, in one
-transaction, with wave 1 marked `startRequestedAt` (which puts it on the sweep's worklist). Only
-then is `StartRecovery` called, once: it is not idempotent, so its client never retries, and we
-repeat it only after a ThrottlingException, which proves nothing started. The job carries tags
-naming the execution and wave. If DRS's answer is lost (timeout, 5xx) or the job id cannot be
-recorded, the wave stays PENDING with its start requested, and the sweep adopts the tagged job
-(`core.resolve_start`) or, finding none after a grace period, ends the wave FAILED. An invalid
-plan writes nothing and starts nothing. A start DRS refuses marks the wave FAILED with the reason
-and cancels the waves behind it, so nothing is left looking RUNNING with nothing running.
+`create` validates and records the plan (execution and waves in one transaction, wave 1's start
+claimed in it), then starts wave 1. `advance` takes the execution's next step as the pure
+`lifecycle.plan_next` names it — start the next wave, pause, cancel the waves that will never
+run, finish — and is called whenever a wave ends, by the sweep, and after `resume`/`cancel`.
+Starting a wave follows the claim protocol in docs/start-protocol.md: a versioned claim, one
+StartRecovery (never retried by the SDK; it is not idempotent) tagged with the execution and
+wave, the job recorded with a versioned write; an expired claim is resolved by adopting the
+tagged job DRS holds, or claimed again when there is none. An invalid plan writes nothing and
+starts nothing. A start DRS refuses marks the wave FAILED with the reason.
 """
 
 from __future__ import annotations
