@@ -9,7 +9,7 @@ from reconciler.runtime import services
 from schemas.records import ExecutionRecord, ServerRecord, WaveRecord, WaveStatus
 from tests.conftest import complete_job
 
-EXECUTIONS, PER_EXECUTION = 11, 46
+EXECUTIONS, PER_EXECUTION = 23, 22
 WAVES = EXECUTIONS * PER_EXECUTION  # 506
 
 
