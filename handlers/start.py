@@ -16,8 +16,9 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.errors import PermanentError, TemporaryError
-from reconciler.executions import UNREACHABLE, NotFound, PlanInvalid, StartRejected, WrongState, parse_plan
+from reconciler.executions import UNREACHABLE, NotFound, StartRejected, WrongState
 from reconciler.observability import logger, metrics, tracer
+from reconciler.plans import PlanInvalid, parse_plan
 from reconciler.runtime import services
 from schemas.api import EXECUTION_ID, ErrorDocument, ExecutionDocument
 

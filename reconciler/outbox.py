@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,6 +26,7 @@ from .observability import logger, metrics_count
 from .store import WaveStore, wave_key
 
 PUT_EVENTS_MAX = 10
+Item = TypeVar("Item", WaveRecord, ExecutionRecord)
 
 
 class Publisher:
@@ -64,57 +65,53 @@ class Publisher:
         metrics_count("EventsPublished", len(outbox))
 
     def flush_wave(self, wave: WaveRecord) -> WaveRecord:
-        """Publish a wave's pending events, then clear its outbox (best effort: the sweep retries).
-        A clear that loses a version race re-reads and clears again, publishing only events it
-        has not published yet."""
-        published: set[str] = set()
-        for _attempt in range(3):
-            pending = [e for e in wave.outbox if e.event_id not in published]
-            if not wave.outbox:
-                return wave
-            try:
-                self.publish(pending)
-                published.update(e.event_id for e in pending)
-                cleared = wave.model_copy(update={"outbox": (), "announced": True})
-                return self._store.write_wave(cleared, updated_at=iso_z(self._clock()))
-            except VersionConflict:
-                current = self._store.get_wave(wave_key(wave.execution_id, wave.wave_number))
-                if current is None:
-                    return wave
-                wave = current
-            except ReconcilerError as error:
-                logger.warning(
-                    "events not published yet; the sweep retries",
-                    extra={
-                        "executionId": wave.execution_id,
-                        "waveNumber": wave.wave_number,
-                        "error": str(error),
-                    },
-                )
-                return wave
-        return wave
+        """Publish a wave's pending events, then clear its outbox (best effort: the sweep retries)."""
+        key = wave_key(wave.execution_id, wave.wave_number)
+        return self._flush(
+            wave,
+            self._store.write_wave,
+            lambda: self._store.get_wave(key),
+            {"executionId": wave.execution_id, "waveNumber": wave.wave_number},
+        )
 
     def flush_execution(self, execution: ExecutionRecord) -> ExecutionRecord:
-        """`flush_wave` for the execution item (its Execution Completed event)."""
+        """The same for the execution item (its Execution Completed event)."""
+
+        def reread() -> ExecutionRecord | None:
+            found = self._store.get_execution(execution.execution_id)
+            return found[0] if found else None
+
+        return self._flush(
+            execution, self._store.write_execution, reread, {"executionId": execution.execution_id}
+        )
+
+    def _flush(
+        self,
+        record: Item,
+        write: Callable[..., Item],
+        reread: Callable[[], Item | None],
+        keys: dict[str, object],
+    ) -> Item:
+        """Publish, then clear the outbox with a versioned write. A clear that loses a version race
+        re-reads and clears again, publishing only events it has not published yet."""
         published: set[str] = set()
         for _attempt in range(3):
-            pending = [e for e in execution.outbox if e.event_id not in published]
-            if not execution.outbox:
-                return execution
+            if not record.outbox:
+                return record
+            pending = [e for e in record.outbox if e.event_id not in published]
             try:
                 self.publish(pending)
                 published.update(e.event_id for e in pending)
-                cleared = execution.model_copy(update={"outbox": (), "announced": True})
-                return self._store.write_execution(cleared, updated_at=iso_z(self._clock()))
+                cleared = record.model_copy(update={"outbox": (), "announced": True})
+                return write(cleared, updated_at=iso_z(self._clock()))
             except VersionConflict:
-                found = self._store.get_execution(execution.execution_id)
-                if found is None:
-                    return execution
-                execution = found[0]
+                current = reread()
+                if current is None:
+                    return record
+                record = current
             except ReconcilerError as error:
                 logger.warning(
-                    "events not published yet; the sweep retries",
-                    extra={"executionId": execution.execution_id, "error": str(error)},
+                    "events not published yet; the sweep retries", extra={**keys, "error": str(error)}
                 )
-                return execution
-        return execution
+                return record
+        return record

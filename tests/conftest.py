@@ -9,6 +9,7 @@ from typing import Any
 import botocore.endpoint
 import pytest
 
+from local.drs_fake import DrsApiError
 from local.stack import LocalStack
 
 WRITE_CALLS = (
@@ -59,3 +60,22 @@ def complete_job(stack: LocalStack, job_id: str) -> None:
     """DRS runs the job to its end (PENDING -> STARTED -> COMPLETED); no event fires for that."""
     stack.fake.set_job_status(job_id, "STARTED")
     stack.fake.set_job_status(job_id, "COMPLETED")
+
+
+def lose_the_answer(stack: LocalStack, *, job_created: bool) -> None:
+    """The next StartRecovery answers 500 (the answer is lost), after creating its job or not.
+    Either way it counts as sent in `stack.fake.call_counts()`."""
+    original = stack.fake.start_recovery
+    state = {"calls": 0}
+
+    def flaky(params: Any = None, /, **kwargs: Any) -> Any:
+        state["calls"] += 1
+        if state["calls"] == 1:
+            if job_created:
+                original(params, **kwargs)
+            else:
+                stack.fake.calls.append(("StartRecovery", dict(params or {}, **kwargs)))  # sent, lost
+            raise DrsApiError("InternalServerException", 500, "the answer was lost")
+        return original(params, **kwargs)
+
+    stack.fake.start_recovery = flaky  # type: ignore[method-assign]

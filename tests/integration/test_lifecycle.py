@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from local.drs_fake import DrsApiError
 from local.stack import LocalStack
 from reconciler import executions as executions_module
 from reconciler import runtime
@@ -26,7 +25,7 @@ from reconciler.runtime import services
 from reconciler.store import WaveStore, wave_key
 from schemas.records import WaveStatus
 from schemas.times import parse_time
-from tests.conftest import complete_job, dynamodb_writes
+from tests.conftest import complete_job, dynamodb_writes, lose_the_answer
 from tests.invariants import EC2_FIELDS, torn_waves
 
 RETENTION = timedelta(days=90)
@@ -159,24 +158,6 @@ def assert_recovered(document: dict[str, Any]) -> None:
         for server in wave["servers"]:
             assert server["launchStatus"] == "LAUNCHED"
             assert all(server[f] for f in EC2_FIELDS), server
-
-
-def lose_the_first_answer(stack: LocalStack, *, job_created: bool) -> None:
-    """The next StartRecovery answers 500 (the answer is lost), after creating its job or not."""
-    original = stack.fake.start_recovery
-    calls = {"n": 0}
-
-    def flaky(params: Any = None, /, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            if job_created:
-                original(params, **kwargs)
-            else:
-                stack.fake.calls.append(("StartRecovery", dict(params or {}, **kwargs)))  # sent, lost
-            raise DrsApiError("InternalServerException", 500, "the answer was lost")
-        return original(params, **kwargs)
-
-    stack.fake.start_recovery = flaky  # type: ignore[method-assign]
 
 
 def once(original: Callable[..., Any], when: Callable[..., bool] = lambda *a, **k: True) -> Any:
@@ -763,7 +744,7 @@ def test_cancel_while_the_first_start_is_unresolved(
     """docs/start-protocol.md, last row: the cancel leaves a fresh claim alone; a job that
     appears is reconciled to its end; a claim that expires with no job is CANCELLED."""
     stack = timed
-    lose_the_first_answer(stack, job_created=job_created)
+    lose_the_answer(stack, job_created=job_created)
     status, _, document = stack.http("POST", "/executions", body=plan(stack))
     assert status == 202, document
     execution_id = document["executionId"]

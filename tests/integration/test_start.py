@@ -20,7 +20,7 @@ from reconciler.errors import TemporaryError
 from reconciler.observe import job_tags
 from reconciler.runtime import services
 from reconciler.store import wave_key
-from tests.conftest import complete_job, dynamodb_writes
+from tests.conftest import complete_job, dynamodb_writes, lose_the_answer
 
 PLAN_HOSTS = [["db-01", "db-02"], ["app-01"]]
 
@@ -34,24 +34,6 @@ def plan_body(stack: LocalStack) -> dict[str, Any]:
             for i, hosts in enumerate(PLAN_HOSTS)
         ],
     }
-
-
-def lose_the_answer(stack: LocalStack, *, job_created: bool) -> None:
-    """The next StartRecovery answers 500, after creating its job or not."""
-    original = stack.fake.start_recovery
-    state = {"calls": 0}
-
-    def flaky(params: Any = None, /, **kwargs: Any) -> Any:
-        state["calls"] += 1
-        if state["calls"] == 1:
-            if job_created:
-                original(params, **kwargs)
-            else:
-                stack.fake.calls.append(("StartRecovery", dict(params or {}, **kwargs)))  # sent, lost
-            raise DrsApiError("InternalServerException", 500, "the answer was lost")
-        return original(params, **kwargs)
-
-    stack.fake.start_recovery = flaky  # type: ignore[method-assign]
 
 
 def jobs(stack: LocalStack) -> list[str]:

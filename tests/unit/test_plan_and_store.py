@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reconciler.errors import PermanentError, TemporaryError, VersionConflict
-from reconciler.executions import PlanInvalid, parse_plan
+from reconciler.plans import PlanInvalid, parse_plan
 from reconciler.store import TooLarge, WaveStore
 from schemas.records import ExecutionRecord, ServerRecord, WaveRecord
 
