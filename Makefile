@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
+PROFILE ?= quick
+FIGURES := build/reliability
 
-.PHONY: demo test lint pytest venv bundle costs clean browser replay invoke
+.PHONY: demo test lint pytest venv bundle costs clean browser replay invoke reliability mutation
 
 venv: $(STAMP)
 
@@ -43,8 +45,18 @@ browser:
 costs: $(STAMP)
 	$(BIN)/python -m local.cli.costs $(ARGS)
 
-## Lint, type-check, check the layers, then run every test (the browser test needs `browser`).
+## Lint, type-check, check the layers, run every test (the browser test needs `browser`; the
+## reliability battery runs its quick profile), then mutation testing and the reliability figures.
 test: browser lint pytest
+	$(BIN)/python -m tests.reliability.report --no-run --figures $(FIGURES)
+
+## The reliability battery alone, with its figures (table, then one JSON line): PROFILE=quick|long.
+reliability: $(STAMP)
+	$(BIN)/python -m tests.reliability.report --profile $(PROFILE) --figures $(FIGURES)
+
+## Mutation testing of the pure core (reconciler/core.py, lifecycle.py) with the unit tests.
+mutation: $(STAMP)
+	$(BIN)/python -m tests.reliability.mutation
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,7 +65,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	rm -rf $(FIGURES)
+	RELIABILITY_FIGURES=$(FIGURES) $(BIN)/python -m pytest --junitxml=$(FIGURES)/junit.xml $(PYTEST_ARGS)
 
 ## The deployment artifact serverless.yml points at: our code plus requirements.txt built for
 ## python3.12 on arm64 (the functions' runtime and architecture).
@@ -66,4 +79,4 @@ bundle: $(STAMP)
 	$(BIN)/python -c "import shutil; shutil.make_archive('build/drs-wave-reconciler', 'zip', 'build/bundle')"
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
+	rm -rf $(VENV) build mutants node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache

@@ -16,24 +16,17 @@ from reconciler.documents import matches, read_execution
 from reconciler.errors import TemporaryError
 from reconciler.observability import logger, metrics, tracer
 from reconciler.runtime import read_store
-from schemas.api import EXECUTION_ID, ErrorDocument
+from schemas.api import EXECUTION_ID
+
+from .http import JSON, error, refuse_odd_request_lines
 
 app = APIGatewayHttpResolver()
-JSON = "application/json"
+app.use(middlewares=[refuse_odd_request_lines])
 
 
-def _error(status: int, message: str) -> Response[str]:
-    return Response(status, JSON, ErrorDocument(message=message).model_dump_json())
-
-
-def busy(error: TemporaryError) -> Response[str]:
-    logger.warning("store busy", extra={"error": str(error)})
-    return Response(
-        503,
-        JSON,
-        ErrorDocument(message="temporarily unavailable, retry shortly").model_dump_json(),
-        headers={"Retry-After": "2"},
-    )
+def busy(problem: TemporaryError) -> Response[str]:
+    logger.warning("store busy", extra={"error": str(problem)})
+    return error(503, "temporarily unavailable, retry shortly", headers={"Retry-After": "2"})
 
 
 app.exception_handler(TemporaryError)(busy)
@@ -42,11 +35,11 @@ app.exception_handler(TemporaryError)(busy)
 @app.get("/executions/<executionId>")
 def get_execution(executionId: str) -> Response[str]:
     if not EXECUTION_ID.fullmatch(executionId):
-        return _error(400, "executionId must be a lowercase UUID4")
+        return error(400, "executionId must be a lowercase UUID4")
     logger.append_keys(executionId=executionId)
     found = read_execution(read_store(), executionId)
     if found is None:
-        return _error(404, "execution not found")
+        return error(404, "execution not found")
     document, tag = found
     headers = {"ETag": tag, "Cache-Control": "no-cache"}
     if matches(app.current_event.headers.get("if-none-match"), tag):

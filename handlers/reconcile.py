@@ -25,7 +25,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         parsed = parse(event=event, model=LaunchResultEvent)
     except ValidationError as error:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}" for e in error.errors()]
         logger.error("malformed DRS event rejected", extra={"problems": problems})
         metrics_count("MalformedEvents")
         return {"outcome": "rejected", "problems": problems}

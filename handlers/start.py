@@ -1,6 +1,7 @@
 """Lambda: `POST /executions` records a plan and starts wave 1; resume and cancel operate on it.
 
-An invalid body gets 400 listing every problem, and nothing is written or started. A start DRS
+An invalid body gets 400 listing its problems (the first 20), a body that is not JSON by its
+content-type 415, one over 1 MB 413, and nothing is written or started. A start DRS
 refuses gets 409 (or 429 when DRS is throttling or over quota) with the recorded document; DRS
 unavailable before anything was written gets 503 with Retry-After.
 `POST /executions/{id}/resume` (only from PAUSED) and `POST /executions/{id}/cancel` are
@@ -20,10 +21,12 @@ from reconciler.executions import UNREACHABLE, NotFound, StartRejected, WrongSta
 from reconciler.observability import logger, metrics, tracer
 from reconciler.plans import PlanInvalid, parse_plan
 from reconciler.runtime import services
-from schemas.api import EXECUTION_ID, ErrorDocument, ExecutionDocument
+from schemas.api import EXECUTION_ID, BodyRefused, ErrorDocument, ExecutionDocument, decode_json_body
+
+from .http import JSON, error, refuse_odd_request_lines
 
 app = APIGatewayHttpResolver()
-JSON = "application/json"
+app.use(middlewares=[refuse_odd_request_lines])
 BUSY_CODES = frozenset({"ThrottlingException", "ServiceQuotaExceededException"})
 
 
@@ -34,10 +37,15 @@ def _bad_request(problems: list[str]) -> Response[str]:
 
 @app.post("/executions")
 def create_execution() -> Response[str]:
+    event = app.current_event
     try:
-        body = json.loads(app.current_event.decoded_body or "")
-    except (ValueError, TypeError, RecursionError):
-        return _bad_request(["body: must be a JSON object"])
+        text = event.decoded_body or ""
+    except ValueError:  # flagged base64 but is not, or bytes that are not UTF-8
+        return _bad_request(["body: must be a JSON object (UTF-8 text)"])
+    try:
+        body = decode_json_body(text, event.headers.get("content-type"))
+    except BodyRefused as refused:
+        return Response(refused.status, JSON, refused.document.model_dump_json())
     runtime = services()
     try:
         document = runtime.executions.create(parse_plan(body, runtime.settings.max_servers_per_wave))
@@ -45,13 +53,11 @@ def create_execution() -> Response[str]:
         return _bad_request(invalid.problems)
     except PermanentError as broken:  # e.g. AccessDenied on DescribeSourceServers: ours, not the caller's
         logger.error("execution not started", extra={"error": str(broken)})
-        return Response(502, JSON, ErrorDocument(message=f"could not start: {broken}").model_dump_json())
+        return error(502, f"could not start: {broken}")
     except TemporaryError as busy:
         logger.warning("DRS busy, nothing started", extra={"error": str(busy)})
-        body = ErrorDocument(
-            message=f"DRS is busy or unavailable, nothing was started; retry shortly ({busy})"
-        )
-        return Response(503, JSON, body.model_dump_json(), headers={"Retry-After": "5"})
+        message = f"DRS is busy or unavailable, nothing was started; retry shortly ({busy})"
+        return error(503, message, headers={"Retry-After": "5"})
     except StartRejected as rejected:
         status = 503 if rejected.code == UNREACHABLE else 429 if rejected.code in BUSY_CODES else 409
         payload = {
@@ -70,18 +76,17 @@ def create_execution() -> Response[str]:
 
 def _operate(execution_id: str, operation: str) -> Response[str]:
     if not EXECUTION_ID.fullmatch(execution_id):
-        return Response(400, JSON, ErrorDocument(message="executionId must be a UUID").model_dump_json())
+        return error(400, "executionId must be a lowercase UUID4")
     executions = services().executions
     logger.append_keys(executionId=execution_id)
     try:
         document: ExecutionDocument = getattr(executions, operation)(execution_id)
     except NotFound:
-        return Response(404, JSON, ErrorDocument(message="execution not found").model_dump_json())
+        return error(404, "execution not found")
     except WrongState as wrong:
-        return Response(409, JSON, ErrorDocument(message=str(wrong)).model_dump_json())
+        return error(409, str(wrong))
     except TemporaryError as busy:
-        body = ErrorDocument(message=f"temporarily unavailable, retry shortly ({busy})")
-        return Response(503, JSON, body.model_dump_json(), headers={"Retry-After": "5"})
+        return error(503, f"temporarily unavailable, retry shortly ({busy})", headers={"Retry-After": "5"})
     logger.info(f"execution {operation}d")
     return Response(200, JSON, document.model_dump_json(by_alias=True))
 

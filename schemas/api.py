@@ -9,14 +9,47 @@ problem at once.
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 # Use with `fullmatch`: `$` would also accept a trailing newline.
 EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 SOURCE_SERVER_ID = re.compile(r"s-[0-9a-zA-Z]{17}")
+# Control characters (C0, DEL, C1) and the explicit bidi embeddings, overrides and isolates,
+# which make a name display as something else.
+_HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# A decoded request body larger than this is refused unread: a valid plan is far smaller
+# (50 waves of 200 ids is ~0.3 MB) and parsing stays cheap whatever the body holds.
+MAX_BODY_CHARS = 1_000_000
+
+
+def _displayable(value: str) -> str:
+    if _HIDDEN.search(value):
+        raise ValueError("must not contain control or bidirectional-override characters")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_displayable)]
+
+
+def request_line_problem(method: str, path: str) -> str | None:
+    """Why an HTTP API event cannot have come from API Gateway, or None. API Gateway hands over
+    an upper-case method and a path without control characters; the router must not be left to
+    guess (its `^...$` route pattern would accept a path ending in a newline)."""
+    if not method.isupper():
+        return f"method {method!r} is not an upper-case HTTP method"
+    if _HIDDEN.search(path):
+        return "path must not contain control characters"
+    return None
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """True for `application/json` (any case, any parameters) or no content-type at all."""
+    return content_type is None or content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 class _ApiModel(BaseModel):
@@ -26,7 +59,7 @@ class _ApiModel(BaseModel):
 class WavePlan(_ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True)
 
-    name: str = Field(min_length=1, max_length=128)
+    name: Name
     source_server_ids: list[str] = Field(max_length=1000)
     pause_before_wave: bool = False
 
@@ -34,7 +67,7 @@ class WavePlan(_ApiModel):
 class CreateExecutionRequest(_ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True)
 
-    name: str = Field(min_length=1, max_length=128)
+    name: Name
     is_drill: bool
     stop_on_partial: bool = True
     waves: list[WavePlan] = Field(max_length=100)
@@ -78,6 +111,61 @@ class ExecutionDocument(_ApiModel):
     waves: list[WaveDocument]
 
 
+# An error lists at most MAX_PROBLEMS problems, each cut to PROBLEM_CHARS: a hostile body must not
+# make an answer larger than itself (or than Lambda's 6 MB response limit, which would be a 5xx).
+MAX_PROBLEMS = 20
+PROBLEM_CHARS = 300
+
+
+def _capped(problems: list[str]) -> list[str]:
+    shown = [
+        p if len(p) <= PROBLEM_CHARS else p[: PROBLEM_CHARS - 3] + "..." for p in problems[:MAX_PROBLEMS]
+    ]
+    if len(problems) > MAX_PROBLEMS:
+        shown.append(f"... and {len(problems) - MAX_PROBLEMS} more problems")
+    return shown
+
+
 class ErrorDocument(_ApiModel):
     message: str
-    problems: list[str] = Field(default_factory=list)
+    problems: Annotated[list[str], AfterValidator(_capped)] = Field(default_factory=list)
+
+
+class BodyRefused(ValueError):
+    """A request body refused before it is read as a plan: the HTTP status and the error document."""
+
+    def __init__(self, status: int, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.document = ErrorDocument(message=message, problems=problems or [])
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose keys are all distinct: with a repeated key, parsers disagree on which
+    value counts, so the body is refused instead of silently keeping the last."""
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(f"body: key {key!r} appears more than once")
+        seen[key] = value
+    return seen
+
+
+def decode_json_body(text: str, content_type: str | None, *, what: str = "invalid execution plan") -> object:
+    """The JSON value of a request body, or BodyRefused: 415 for a content-type other than JSON,
+    413 over MAX_BODY_CHARS (refused unread), 400 for text that is not JSON or repeats a key."""
+    if not is_json_media_type(content_type):
+        raise BodyRefused(415, "content-type must be application/json")
+    if len(text) > MAX_BODY_CHARS:
+        raise BodyRefused(413, f"body larger than {MAX_BODY_CHARS} characters")
+    try:
+        value: object = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as duplicate:
+        raise BodyRefused(400, what, [str(duplicate)]) from duplicate
+    except (ValueError, TypeError, RecursionError) as error:
+        raise BodyRefused(400, what, ["body: must be a JSON object"]) from error
+    return value

@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 
 from reconciler.core import (
     _LATER,
+    ERROR_MAX,
+    _reachable,
+    _truncate,
     complete_before_green_violations,
     execution_status,
     is_allowed_transition,
@@ -19,6 +22,7 @@ from reconciler.core import (
 )
 from reconciler.observation import Ec2Details, Observation, ObservedJob, ObservedServer
 from schemas.records import ExecutionStatus, LaunchStatus, ServerRecord, WaveRecord, WaveStatus
+from schemas.times import iso_z
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 GRACE = timedelta(minutes=15)
@@ -166,6 +170,45 @@ def test_a_wave_server_missing_from_the_job_counts_as_failed():
     assert desired.servers[1].error == "not part of the DRS job"
 
 
+def test_missing_ec2_details_error_names_every_missing_field_in_order():
+    late = datetime(2026, 11, 26, 10, 20, 0, tzinfo=UTC)  # job ended 10:05, grace 15 min
+    observed = seen("COMPLETED", launched(SIDS[0], 1), ObservedServer(SIDS[1], "LAUNCHED"), at=late)
+    desired = next_state(wave(), observed, ec2_grace=GRACE)
+    assert desired.servers[1].error == (
+        "DRS reports LAUNCHED but EC2 details (recoveredInstanceId, instanceType, privateIp, launchTime)"
+        " were still missing 15 minutes after the DRS job completed"
+    )
+
+
+def test_an_error_text_is_capped_at_error_max_characters_with_an_ellipsis():
+    assert _truncate("x" * ERROR_MAX) == "x" * ERROR_MAX
+    assert _truncate("x" * (ERROR_MAX + 1)) == "x" * (ERROR_MAX - 1) + "…"
+    assert len(_truncate("y" * 5000)) == ERROR_MAX
+
+
+def test_a_completed_job_without_an_end_time_ends_when_it_was_observed():
+    at = T0 + timedelta(minutes=6)
+    job = ObservedJob(JOB, "COMPLETED", "2026-11-26T09:59:30+00:00", None, True, {})
+    desired = next_state(wave(), Observation(job=job, observed_at=at), ec2_grace=GRACE)
+    assert desired.job_end_time == iso_z(at)
+
+
+@pytest.mark.parametrize(("job_flag", "recorded"), [(False, False), (True, True), (None, True)])
+def test_the_job_drill_flag_wins_and_an_unknown_one_keeps_the_stored_flag(
+    job_flag: bool | None, recorded: bool
+):
+    job = ObservedJob(JOB, "STARTED", "2026-11-26T09:59:30+00:00", None, job_flag, {})
+    desired = next_state(wave(), Observation(job=job, observed_at=T0), ec2_grace=GRACE)
+    assert desired.is_drill is recorded
+
+
+def test_the_recovery_instance_id_is_recorded_and_kept_when_a_later_look_lacks_it():
+    first = next_state(wave(), seen("STARTED", launched(SIDS[0], 1)), ec2_grace=GRACE)
+    assert first.servers[0].recovery_instance_id == f"i-{101:017x}"
+    again = next_state(first, seen("STARTED", ObservedServer(SIDS[0], "LAUNCHED")), ec2_grace=GRACE)
+    assert again.servers[0].recovery_instance_id == f"i-{101:017x}"
+
+
 def test_a_job_server_that_is_not_in_the_wave_changes_nothing():
     stranger = launched("s-99999999999999999", 9)
     base = next_state(wave(), seen("STARTED", launched(SIDS[0], 1)), ec2_grace=GRACE)
@@ -260,6 +303,17 @@ def test_the_i2_checker_catches_a_torn_wave():
     assert complete_before_green_violations(failed_but_green)
 
 
+def test_the_i2_checker_names_the_wave_and_the_server():
+    bare = ServerRecord(source_server_id=SIDS[0], launch_status=LaunchStatus.LAUNCHED)
+    torn = wave(WaveStatus.COMPLETED, n=1).model_copy(update={"servers": (bare,)})
+    assert complete_before_green_violations(torn) == [f"wave 1 COMPLETED but {SIDS[0]} lacks EC2 details"]
+    failed = ServerRecord(source_server_id=SIDS[0], launch_status=LaunchStatus.FAILED)
+    failed_but_green = torn.model_copy(update={"servers": (failed,)})
+    assert complete_before_green_violations(failed_but_green) == [
+        f"wave 1 COMPLETED with {SIDS[0]} not launched"
+    ]
+
+
 def test_execution_status_is_derived_from_waves():
     pending, launching = wave(WaveStatus.PENDING), wave(WaveStatus.LAUNCHING)
     done = next_state(wave(), seen("COMPLETED", launched(SIDS[0], 1), launched(SIDS[1], 2)), ec2_grace=GRACE)
@@ -352,6 +406,24 @@ def test_the_launch_status_closure_matches_the_declared_graph():
     assert _later(LaunchStatus.FAILED) == set()
 
 
+def test_the_closure_walks_the_graph_transitively_from_each_status():
+    """`_LATER` is built at import; this checks the walk that builds it, status by status."""
+    assert _reachable(LaunchStatus.PENDING) == {
+        LaunchStatus.IN_PROGRESS,
+        LaunchStatus.LAUNCHED,
+        LaunchStatus.FAILED,
+        LaunchStatus.TERMINATED,
+    }
+    assert _reachable(LaunchStatus.IN_PROGRESS) == {
+        LaunchStatus.LAUNCHED,
+        LaunchStatus.FAILED,
+        LaunchStatus.TERMINATED,
+    }
+    assert _reachable(LaunchStatus.LAUNCHED) == {LaunchStatus.TERMINATED}
+    assert _reachable(LaunchStatus.FAILED) == frozenset()
+    assert _reachable(LaunchStatus.TERMINATED) == frozenset()
+
+
 # -- a start whose job id never got recorded --------------------------------------------------
 
 START_GRACE = timedelta(minutes=5)
@@ -391,3 +463,9 @@ def test_a_lost_start_with_no_job_is_left_to_the_lifecycle():
 def test_resolve_start_leaves_other_waves_alone(stored: WaveRecord):
     found = ObservedJob("drsjob-BBBBBBBBBBBBBBBBB", "STARTED", None)
     assert resolve_start(stored, found, now=T0 + timedelta(hours=1), start_grace=START_GRACE) is stored
+
+
+def test_a_lost_start_whose_job_has_no_creation_time_starts_now():
+    now = T0 + timedelta(minutes=1)
+    desired = resolve_start(requested(), ObservedJob(JOB, "PENDING"), now=now, start_grace=START_GRACE)
+    assert (desired.job_id, desired.status, desired.start_time) == (JOB, WaveStatus.LAUNCHING, iso_z(now))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from reconciler.lifecycle import (
     EXECUTION_COMPLETED,
     MAX_START_ATTEMPTS,
+    OUTBOX_GRACE,
     WAVE_COMPLETED,
     Action,
     Step,
@@ -20,6 +21,7 @@ from reconciler.lifecycle import (
     derive_status,
     execution_completed_event,
     expiry,
+    outbox_is_orphaned,
     plan_next,
     stable_event_id,
     wave_completed_event,
@@ -328,6 +330,11 @@ def test_derive_status_returns_the_stored_final_status():
     assert derive_status(ex, [wave(1, C), wave(2)]) is ExecutionStatus.CANCELLED
 
 
+def test_a_stored_status_that_is_not_final_is_ignored_for_the_one_derived_from_waves():
+    ex = execution(status=ExecutionStatus.RUNNING)
+    assert derive_status(ex, [wave(1, C), wave(2, C)]) is ExecutionStatus.COMPLETED
+
+
 # ------------------------------------------------------------------ claim_is_fresh
 
 
@@ -342,6 +349,13 @@ def test_claim_is_fresh():
 
 def test_claim_freshness_reads_any_iso_form():
     assert claim_is_fresh(wave(2, start_requested_at="2026-11-26T09:58:00+00:00"), NOW, GRACE)
+
+
+def test_pending_events_are_orphaned_once_the_outbox_grace_has_passed():
+    assert not outbox_is_orphaned(iso_z(NOW), NOW)
+    assert not outbox_is_orphaned(iso_z(NOW - OUTBOX_GRACE + timedelta(seconds=1)), NOW)
+    assert outbox_is_orphaned(iso_z(NOW - OUTBOX_GRACE), NOW)  # the grace is exclusive
+    assert outbox_is_orphaned("2026-11-26T09:00:00+00:00", NOW)
 
 
 # ------------------------------------------------------------------ our events
@@ -359,6 +373,13 @@ def test_stable_event_id_is_deterministic_uuid_shaped_and_distinct_per_transitio
         stable_event_id(EXECUTION_COMPLETED, EXEC_ID, "CANCELLED"),
     }
     assert first not in others and len(others) == 5
+
+
+def test_stable_event_ids_never_change_between_releases():
+    """Consumers deduplicate on the id: a transition announced by one release and again by the next
+    (a redelivery across a deploy) must carry the same id, so the derivation is pinned here."""
+    assert stable_event_id(WAVE_COMPLETED, EXEC_ID, 1, "COMPLETED") == "4b015f96-19c7-2fd4-d593-e5392d736d9c"
+    assert stable_event_id(EXECUTION_COMPLETED, EXEC_ID, "PARTIAL") == "7b0c44e7-d9f5-42d5-f5f3-0c5712bd6eee"
 
 
 def test_wave_completed_event():

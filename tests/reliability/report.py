@@ -1,0 +1,208 @@
+"""`make reliability`: run the battery, then print its figures as a table and one JSON line.
+
+The reliability tests (tests/reliability) record what they did through `figures.record`; this
+module runs them (profile `quick` or `long`, see test_state_machine.py), runs mutation testing of
+the pure core, sums the recorded figures, and prints them against the targets of
+shared/docs/reliability.md and issue 5. `make test` runs the tests as part of the whole suite and
+then calls this with `--no-run`, which only adds mutation testing and the report. The last line of
+output is always the JSON object (keys: violations, faults_injected, bad_inputs,
+bad_inputs_rejected, http_5xx, lost_updates, torn_reads, regressions, converged_share,
+mutation_score, and more); the exit status is 0 only when every target is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from tests.reliability.figures import ENV, load
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_FOLDER = ROOT / "build" / "reliability"
+JUNIT = "junit.xml"
+LONG_FAULTS_TARGET = 10_000
+BAD_INPUTS_TARGET = 1_000
+MUTATION_TARGET = 0.85
+
+
+STATE_MACHINE = "tests/reliability/test_state_machine.py"
+LONG_SEEDS = (20261126, 20261127)  # the long profile runs the state machine once per core
+
+
+def run_tests(folder: Path, profile: str) -> None:
+    """pytest over tests/reliability; the long profile runs the state machine in two processes at
+    once, with two seeds, so its thousands of runs take half the wall time on two cores."""
+    env = {**os.environ, ENV: str(folder), "RELIABILITY_PROFILE": profile, "PYTHONPATH": str(ROOT)}
+    pytest = [sys.executable, "-m", "pytest"]
+    if profile != "long":
+        everything = [*pytest, "tests/reliability", f"--junitxml={folder / JUNIT}"]
+        subprocess.run(everything, check=False, cwd=ROOT, env=env)
+        return
+    machines = [
+        subprocess.Popen(
+            [*pytest, STATE_MACHINE, f"--junitxml={folder / f'junit-{seed}.xml'}"],
+            cwd=ROOT,
+            env={**env, "RELIABILITY_SEED": str(seed)},
+        )
+        for seed in LONG_SEEDS
+    ]
+    others = [*pytest, "tests/reliability", f"--ignore={STATE_MACHINE}", f"--junitxml={folder / JUNIT}"]
+    subprocess.run(others, cwd=ROOT, env=env, check=False)
+    for machine in machines:
+        machine.wait()
+
+
+def run_mutation(folder: Path) -> int:
+    env = {**os.environ, ENV: str(folder), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "tests.reliability.mutation"]
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+
+
+def reliability_failures(folder: Path) -> tuple[int, int]:
+    """(tests run, tests failed) among tests/reliability, from pytest's JUnit report."""
+    run = failed = 0
+    cases = [case for path in folder.glob("junit*.xml") for case in ET.parse(path).getroot().iter("testcase")]
+    for case in cases:
+        if not case.get("classname", "").startswith("tests.reliability"):
+            continue
+        run += 1
+        failed += any(child.tag in ("failure", "error") for child in case)
+    return run, failed
+
+
+def summarize(figures: dict[str, dict[str, Any]], tests: tuple[int, int], profile: str) -> dict[str, Any]:
+    machine = figures.get("state_machine", {})
+    bad = figures.get("bad_input", {})
+    history = figures.get("history", {})
+    fidelity = figures.get("fidelity", {})
+    mutation = figures.get("mutation", {})
+    faults = dict(sorted(machine.get("faults", {}).items()))
+    waves = machine.get("waves", 0)
+    tried = bad.get("bad_inputs", 0)
+    return {
+        "profile": profile,
+        "violations": tests[1],
+        "reliability_tests": tests[0],
+        "faults_injected": sum(faults.values()),
+        "faults_by_kind": faults,
+        "seeds": machine.get("seeds", []),
+        "runs": machine.get("examples", 0),
+        "steps": machine.get("steps", 0),
+        "reads_checked": machine.get("polls", 0) + history.get("reads", 0),
+        "bad_inputs": tried,
+        "bad_inputs_rejected": bad.get("bad_inputs_rejected", 0),
+        "bad_inputs_rejected_share": round(bad.get("bad_inputs_rejected", 0) / tried, 4) if tried else None,
+        "http_5xx": bad.get("http_5xx", 0) + machine.get("http_5xx", 0),
+        "state_changes_from_bad_input": bad.get("state_changes", 0),
+        "lost_updates": history.get("lost_updates", 0) + fidelity.get("lost_increments", 0),
+        "version_gaps": history.get("version_gaps", 0),
+        "write_races_checked": history.get("writes_rejected", 0) + fidelity.get("rounds", 0),
+        "fidelity_same_outcomes": fidelity.get("same_outcomes"),
+        "torn_reads": machine.get("torn_reads", 0),
+        "regressions": machine.get("regressions", 0),
+        "waves_converged": machine.get("converged", 0),
+        "waves": waves,
+        "converged_share": round(machine.get("converged", 0) / waves, 4) if waves else None,
+        "mutation_score": mutation.get("score"),
+        "mutants": mutation.get("mutants", 0),
+        "mutants_survived": mutation.get("survived", 0),
+        "mutation_survivors": mutation.get("survivors", []),
+    }
+
+
+def missed_targets(summary: dict[str, Any]) -> list[str]:
+    missed = []
+    checks = [
+        (summary["violations"] == 0, "zero violations"),
+        (summary["reliability_tests"] > 0, "the reliability tests ran"),
+        (summary["bad_inputs"] >= BAD_INPUTS_TARGET, f">= {BAD_INPUTS_TARGET} distinct bad inputs"),
+        (summary["bad_inputs_rejected_share"] == 1, "every bad input rejected cleanly"),
+        (summary["http_5xx"] == 0, "no 5xx"),
+        (summary["lost_updates"] == 0 and summary["version_gaps"] == 0, "no lost update, no version gap"),
+        (summary["torn_reads"] == 0 and summary["regressions"] == 0, "no torn read, no regression"),
+        (summary["converged_share"] == 1, "every wave converged after one sweep"),
+        ((summary["mutation_score"] or 0) >= MUTATION_TARGET, f"mutation score >= {MUTATION_TARGET:.0%}"),
+    ]
+    if summary["profile"] == "long":
+        checks.append((summary["faults_injected"] >= LONG_FAULTS_TARGET, f">= {LONG_FAULTS_TARGET} faults"))
+    for ok, target in checks:
+        if not ok:
+            missed.append(target)
+    return missed
+
+
+def table(summary: dict[str, Any], missed: list[str]) -> str:
+    share = summary["bad_inputs_rejected_share"]
+    converged = summary["converged_share"]
+    score = summary["mutation_score"]
+    rows = [
+        ("profile", summary["profile"]),
+        (
+            "violations (failed reliability tests)",
+            f"{summary['violations']} of {summary['reliability_tests']}",
+        ),
+        ("state-machine runs / steps", f"{summary['runs']} / {summary['steps']}  seeds {summary['seeds']}"),
+        ("faults injected (runs with every invariant intact)", summary["faults_injected"]),
+        *((f"  {kind}", count) for kind, count in summary["faults_by_kind"].items()),
+        ("bad inputs tried (distinct)", summary["bad_inputs"]),
+        ("bad inputs rejected cleanly", f"{summary['bad_inputs_rejected']} ({_percent(share)})"),
+        ("state changes from bad input", summary["state_changes_from_bad_input"]),
+        ("HTTP 5xx", summary["http_5xx"]),
+        ("reads checked (API polls + history reads)", summary["reads_checked"]),
+        ("torn reads", summary["torn_reads"]),
+        ("regressions", summary["regressions"]),
+        ("write races checked (lost races + racing rounds)", summary["write_races_checked"]),
+        ("lost updates / version gaps", f"{summary['lost_updates']} / {summary['version_gaps']}"),
+        ("moto and dynalite agree", summary["fidelity_same_outcomes"]),
+        (
+            "waves converged after one sweep",
+            f"{summary['waves_converged']} of {summary['waves']} ({_percent(converged)})",
+        ),
+        ("mutation score (core.py, lifecycle.py)", f"{_percent(score)} of {summary['mutants']} mutants"),
+        ("targets", "all met" if not missed else "MISSED: " + "; ".join(missed)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    lines += [f"mutant left alive: {text}" for text in summary["mutation_survivors"]]
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=("quick", "long"), default="quick")
+    parser.add_argument("--figures", type=Path, default=DEFAULT_FOLDER, help="where figures are recorded")
+    parser.add_argument("--no-run", action="store_true", help="the tests already ran (make test)")
+    args = parser.parse_args(argv)
+    folder: Path = args.figures
+    started = time.monotonic()
+    if not args.no_run:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        run_tests(folder, args.profile)
+    for stale in folder.glob("mutation-*.json"):
+        stale.unlink()
+    if run_mutation(folder) != 0:
+        print("mutation testing failed to run", file=sys.stderr)
+    summary = summarize(load(folder), reliability_failures(folder), args.profile)
+    missed = missed_targets(summary)
+    print()
+    print(table(summary, missed))
+    print(f"(report in {time.monotonic() - started:.0f} s; figures in {folder})")
+    print(json.dumps(summary, sort_keys=True))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,567 @@
+"""A model-based test of the whole reconciler under every fault, FoundationDB-simulation style.
+
+Hypothesis drives the real handlers (start, reconcile, sweep, read) on the embedded stack while
+it plays DRS and the cloud: servers launch or fail, jobs complete with no event, Launch Result
+events are delivered in any order, twice, late (after the wave ended) or never, EC2 hides new
+instances and throttles, DRS throttles, a function dies right after its write landed (and its
+event comes back), a second handler runs in the middle of the first, the sweep runs, the clock
+jumps, and the page polls. After every step the invariants I1-I5 and I7 of
+shared/docs/reliability.md are checked on the stored items and on what the read API returns;
+when the run ends, deliveries stop, one sweep runs, and the store must equal DRS/EC2 truth (I6).
+A failure shrinks to a short program of steps. DRS truth lives in the DRS fake (the simulator's
+API core); the rules move it by hand instead of by the simulator's clock, so Hypothesis chooses,
+replays and shrinks every transition. Profiles: `quick` (default, a few hundred runs) and `long`
+(`RELIABILITY_PROFILE=long`, thousands); `RELIABILITY_SEED` picks the seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import Counter
+from typing import Any
+
+from hypothesis import HealthCheck, seed, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from local.lambda_events import launch_result
+from reconciler.errors import TemporaryError
+from reconciler.store import EXECUTION_SK, wave_from_item
+from schemas.records import WaveRecord
+from tests.invariants import regressions, torn_waves
+from tests.reliability.figures import record
+from tests.reliability.world import CrashAfterWrite, World
+
+PROFILES = {
+    "quick": {"max_examples": 150, "stateful_step_count": 40},
+    "long": {"max_examples": 600, "stateful_step_count": 80},  # per seed; the long report runs two
+}
+PROFILE = os.environ.get("RELIABILITY_PROFILE", "quick")
+SEED = int(os.environ.get("RELIABILITY_SEED", "20261126"))
+
+# The test's own copy of the graphs (I1), so a bug in the code's tables cannot hide itself.
+WAVE_NEXT = {
+    "PENDING": {"LAUNCHING", "FAILED", "CANCELLED"},
+    "LAUNCHING": {"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"},
+}
+LAUNCH_NEXT = {
+    "PENDING": {"IN_PROGRESS", "LAUNCHED", "FAILED"},
+    "IN_PROGRESS": {"LAUNCHED", "FAILED"},
+    "LAUNCHED": {"TERMINATED"},
+}
+TERMINAL = {"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"}
+LAUNCHED = {"LAUNCHED", "TERMINATED"}
+THROTTLES = ("DescribeJobs", "DescribeRecoveryInstances", "ec2:DescribeInstances")
+SERVER_OUTCOMES = ("launch", "launch", "fail", "in_progress", "launch_hidden")
+DELIVERY_FAULTS = (
+    "none",
+    "drop",
+    "twice",
+    "crash after write",
+    "interleave same event",
+    "interleave another event",
+    "interleave sweep",
+    *THROTTLES,
+)
+SWEEP_FAULTS = ("none", "crash after write", *THROTTLES)
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), set()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+class Totals:
+    """What every passing run did, for the figures."""
+
+    def __init__(self) -> None:
+        self.examples = 0
+        self.steps = 0
+        self.faults: Counter[str] = Counter()
+        self.polls = 0
+        self.http_5xx = 0
+        self.torn_reads = 0
+        self.regressions = 0
+        self.waves = 0
+        self.converged = 0
+
+
+TOTALS = Totals()
+_WORLD: list[World] = []
+
+
+def world() -> World:
+    """The one World of this test run (see World.reset)."""
+    if not _WORLD:
+        _WORLD.append(World().__enter__())
+    return _WORLD[0]
+
+
+class ReconcilerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = world()
+        self.world.reset(seed=0)  # the same seed for every run: a replay must see the same ids
+        self.stack = self.world.stack
+        self.execution_id: str | None = None
+        self.pending: list[dict[str, Any]] = []  # Launch Result events on their way
+        self.delivered: list[dict[str, Any]] = []
+        self.hidden: dict[str, None] = {}  # ordered by when hidden (instance ids are random)
+        self.ever_hidden: set[str] = set()
+        self.faults: Counter[str] = Counter()
+        self.steps = 0
+        self.last_items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.last_writes: Counter[tuple[str, str]] = Counter()
+        self.last_document: dict[str, Any] | None = None
+        self.polls = 0
+
+    # ------------------------------------------------------------------ the plan
+
+    @initialize(waves=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3))
+    def start_execution(self, waves: list[int]) -> None:
+        plan = {
+            "name": "reliability drill",
+            "isDrill": True,
+            "waves": [
+                {
+                    "name": f"wave {n + 1}",
+                    "sourceServerIds": self.stack.add_servers([f"w{n + 1}-{i}" for i in range(size)]),
+                }
+                for n, size in enumerate(waves)
+            ],
+        }
+        status, _, document = self.stack.http("POST", "/executions", body=plan)
+        assert status == 202, document
+        self.execution_id = document["executionId"]
+
+    # ------------------------------------------------------------------ DRS truth
+
+    def _jobs(self) -> list[dict[str, Any]]:
+        return [self.stack.fake.get_job(job_id) for job_id in sorted(self.stack.fake._jobs)]
+
+    def _movable_servers(self) -> list[tuple[str, str]]:
+        return [
+            (job["jobID"], server["sourceServerID"])
+            for job in self._jobs()
+            if job["status"] != "COMPLETED"
+            for server in job["participatingServers"]
+            if server["launchStatus"] in ("PENDING", "IN_PROGRESS")
+        ]
+
+    def _completable_jobs(self) -> list[str]:
+        return [
+            job["jobID"]
+            for job in self._jobs()
+            if job["status"] != "COMPLETED"
+            and all(s["launchStatus"] in ("LAUNCHED", "FAILED") for s in job["participatingServers"])
+        ]
+
+    @precondition(lambda self: bool(self._movable_servers()))
+    @rule(data=st.data(), servers=st.integers(min_value=1, max_value=3))
+    def drs_moves_servers_on(self, data: st.DataObject, servers: int) -> None:
+        """Up to `servers` servers move: IN_PROGRESS, or LAUNCHED (on an EC2 instance that may be
+        invisible at first) or FAILED, each with its Launch Result event on the way."""
+        for _ in range(servers):
+            movable = self._movable_servers()
+            if not movable:
+                return
+            job_id, sid = data.draw(st.sampled_from(movable), label="server")
+            self._move(job_id, sid, data.draw(st.sampled_from(SERVER_OUTCOMES), label="outcome"))
+
+    def _move(self, job_id: str, sid: str, outcome: str) -> None:
+        fake = self.stack.fake
+        fake.set_job_status(job_id, "STARTED")
+        if outcome == "in_progress":
+            fake.set_launch_status(job_id, sid, "IN_PROGRESS")
+            return
+        if outcome == "fail":
+            self.stack.fail(job_id, sid)
+        else:
+            instance_id = self.stack.launch(job_id, sid, hidden=outcome == "launch_hidden")
+            if outcome == "launch_hidden":
+                self.hidden[instance_id] = None
+                self.ever_hidden.add(instance_id)
+                self.faults["ec2_hidden"] += 1
+        self.pending.append(launch_result(job_id, sid, succeeded=outcome != "fail", when=self.world.clock()))
+
+    @precondition(lambda self: bool(self._completable_jobs()))
+    @rule(data=st.data())
+    def drs_completes_a_job(self, data: st.DataObject) -> None:
+        """DRS sends no event for this: only the sweep (or a later event) can notice."""
+        job_id = data.draw(st.sampled_from(self._completable_jobs()), label="job")
+        self.stack.fake.set_job_status(job_id, "STARTED")
+        self.stack.fake.set_job_status(job_id, "COMPLETED")
+        self.faults["job_completed_silently"] += 1
+
+    # ------------------------------------------------------------------ deliveries
+
+    def _handle(self, function: str, event: dict[str, Any]) -> bool:
+        """Run one Lambda invocation; False when it failed the way Lambda retries."""
+        try:
+            self.stack.invoke(function, event)
+        except (TemporaryError, CrashAfterWrite):
+            return False
+        return True
+
+    def _deliver(self, event: dict[str, Any]) -> bool:
+        delivered = self._handle("reconcile", event)
+        if delivered:
+            self.delivered.append(event)
+        else:  # Lambda retries a failed async invocation: the event comes back later
+            self.pending.append(event)
+            self.faults["event_redelivered"] += 1
+        return delivered
+
+    def _sweep(self) -> bool:
+        return self._handle("sweep", {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+
+    def _throttle(self, api: str, count: int) -> None:
+        """The next `count` calls are throttled: up to 3 are absorbed by botocore's retries (4
+        attempts); more reach the handler as a temporary error."""
+        if api == "ec2:DescribeInstances":
+            self.world.ec2_throttles += count
+        else:
+            self.stack.fake.throttle_next(api, count)
+            self.faults["drs_throttle_armed"] += count
+
+    @precondition(lambda self: bool(self.pending))
+    @rule(data=st.data(), fault=st.sampled_from(DELIVERY_FAULTS))
+    def deliver_a_pending_event(self, data: st.DataObject, fault: str) -> None:
+        """Any pending event (so events arrive in any order), with at most one fault."""
+        index = data.draw(st.integers(min_value=0, max_value=len(self.pending) - 1), label="index")
+        if index:
+            self.faults["event_reordered"] += 1
+        event = self.pending.pop(index)
+        if fault == "drop":
+            self.faults["event_dropped"] += 1
+        elif fault == "twice":
+            self._deliver_twice(event)
+        elif fault == "crash after write":
+            self.world.crash_armed = True  # the next write lands, then the function dies
+            self._deliver(event)
+            self.world.crash_armed = False
+        elif fault.startswith("interleave"):
+            self._interleave(data, event, fault)
+        else:
+            if fault != "none":
+                self._throttle(fault, data.draw(st.integers(1, 5), label="throttles"))
+            self._deliver(event)
+
+    def _deliver_twice(self, event: dict[str, Any]) -> None:
+        """I5: the second delivery of the same event changes nothing."""
+        if not self._deliver(event):
+            return
+        before = self.world.items()
+        self.faults["event_duplicated"] += 1
+        if self._deliver(event):  # (it can meet a throttle left over from an earlier step)
+            assert self.world.items() == before, "I5: delivering an event twice changed the store"
+
+    def _interleave(self, data: st.DataObject, first: dict[str, Any], how: str) -> None:
+        """Handler B runs whole between handler A's reads and A's write (A then loses the race)."""
+        second = first
+        if how == "interleave another event" and self.pending:
+            second = self.pending.pop(data.draw(st.integers(0, len(self.pending) - 1), label="second"))
+        ran: list[bool] = []
+
+        def run_second() -> None:
+            ran.append(self._sweep() if how == "interleave sweep" else self._deliver(second))
+
+        self.world.interleave_with = run_second
+        self._deliver(first)
+        self.world.interleave_with = None
+        if not ran and second is not first:
+            self.pending.append(second)  # A wrote nothing, so B never ran: it is still on its way
+
+    def _stale_events(self) -> list[dict[str, Any]]:
+        ended = {
+            item["jobId"]["S"]
+            for item in self.last_items.values()
+            if "jobId" in item and item["status"]["S"] in TERMINAL
+        }
+        return [e for e in self.delivered if e["detail"]["job-id"] in ended]
+
+    @precondition(lambda self: bool(self._stale_events()))
+    @rule(data=st.data())
+    def deliver_a_stale_event(self, data: st.DataObject) -> None:
+        """An old event arrives again after its wave ended: the ended wave must not change."""
+        event = data.draw(st.sampled_from(self._stale_events()), label="stale event")
+        key = self._wave_key_of_job(event["detail"]["job-id"])
+        before = self.world.items()[key]
+        self.faults["stale_event"] += 1
+        self._deliver(event)
+        after = self.world.items()[key]
+        for name in ("status", "servers", "endTime"):  # (it may flush the wave's orphaned outbox)
+            assert after.get(name) == before.get(name), f"a stale event changed the ended wave's {name}"
+
+    def _wave_key_of_job(self, job_id: str) -> tuple[str, str]:
+        for key, item in self.last_items.items():
+            if item.get("jobId", {}).get("S") == job_id:
+                return key
+        raise AssertionError(f"no wave records job {job_id}")
+
+    # ------------------------------------------------------------------ EC2 visibility
+
+    @precondition(lambda self: bool(self._visible_instances()))
+    @rule(data=st.data())
+    def ec2_hides_an_instance(self, data: st.DataObject) -> None:
+        instance_id = data.draw(st.sampled_from(self._visible_instances()), label="instance")
+        self.stack._hidden.add(instance_id)
+        self.hidden[instance_id] = None
+        self.ever_hidden.add(instance_id)
+        self.faults["ec2_hidden"] += 1
+
+    def _visible_instances(self) -> list[str]:
+        return [  # in launch order: moto's instance ids are random, sorting them would not replay
+            instance["ec2InstanceID"]
+            for instance in self.stack.fake._instances.values()
+            if instance["ec2InstanceID"] not in self.hidden
+        ]
+
+    @precondition(lambda self: bool(self.hidden))
+    @rule(data=st.data())
+    def ec2_shows_an_instance(self, data: st.DataObject) -> None:
+        instance_id = data.draw(st.sampled_from(list(self.hidden)), label="instance")
+        self.stack.reveal(instance_id)
+        self.hidden.pop(instance_id)
+
+    # ------------------------------------------------------------------ time, sweep, reader
+
+    @rule(seconds=st.sampled_from([1, 20, 70, 310, 950]))
+    def time_passes(self, seconds: int) -> None:
+        self.world.clock.advance(seconds)
+
+    @rule(data=st.data(), fault=st.sampled_from(SWEEP_FAULTS))
+    def sweep_runs(self, data: st.DataObject, fault: str) -> None:
+        if fault == "crash after write":
+            self.world.crash_armed = True  # one wave's write lands, then the sweep dies
+        elif fault != "none":
+            self._throttle(fault, data.draw(st.integers(1, 5), label="throttles"))
+        self._sweep()
+        self.world.crash_armed = False
+
+    @rule()
+    def operator_polls(self) -> None:
+        self._poll()
+
+    def _poll(self) -> dict[str, Any]:
+        status, _, document = self.stack.http("GET", f"/executions/{self.execution_id}")
+        self.polls += 1
+        assert status < 500, f"the read API answered {status}: {document}"
+        assert status == 200, document
+        torn = torn_waves(document)
+        assert not torn, f"I7 torn read: {torn}"
+        back = regressions(self.last_document, document)
+        assert not back, f"I1 as a reader sees it: {back}"
+        self.last_document = document
+        return document
+
+    # ------------------------------------------------------------------ invariants
+
+    @invariant()
+    def every_invariant_holds(self) -> None:
+        if self.execution_id is None:
+            return
+        self.steps += 1
+        items = self.world.items()
+        writes = self.world.accepted_writes.copy()
+        for key, item in items.items():
+            old = self.last_items.get(key)
+            written = writes[key] - self.last_writes[key]
+            version = int(item["version"]["N"])
+            old_version = int(old["version"]["N"]) if old else 0
+            # I3: each accepted write moved the version by exactly one, none was lost or doubled.
+            assert version - old_version == written, (
+                f"I3 {key}: version {old_version} -> {version} after {written} accepted writes"
+            )
+            if old is not None and written == 0:
+                assert item == old, f"I4 {key}: changed without a write"
+            if key[1] == EXECUTION_SK:
+                continue
+            wave = wave_from_item(item)
+            check_stored_wave(wave)  # I2
+            if old is not None:
+                check_forward(wave_from_item(old), wave)  # I1, I4
+        assert set(self.last_items) <= set(items), "an item disappeared"
+        self.last_items, self.last_writes = items, writes
+        self._poll()  # I7 on every step, not only when the rule is drawn
+
+    def teardown(self) -> None:
+        try:
+            if self.execution_id is not None:
+                self._converge()
+                self.faults["drs_throttled"] += self._drs_throttles_met()
+                self.faults["ec2_throttled"] += self.world.ec2_throttled
+                self.faults["crash_after_write"] += self.world.crashes
+                self.faults["handlers_interleaved"] += self.world.interleaved
+                self.faults.pop("drs_throttle_armed", None)
+                TOTALS.examples += 1
+                TOTALS.steps += self.steps
+                TOTALS.faults.update(self.faults)
+                TOTALS.polls += self.polls
+        finally:
+            self.world.interleave_with = None
+            self.world.crash_armed = False
+
+    def _drs_throttles_met(self) -> int:
+        left = sum(self.stack.fake._throttles.values())
+        return self.faults["drs_throttle_armed"] - left
+
+    def _converge(self) -> None:
+        """I6: deliveries stop, faults clear, the claim grace runs out, one sweep runs: the store
+        must now say what DRS and EC2 say."""
+        self.pending.clear()
+        self.stack.reveal()
+        self.hidden.clear()
+        self.world.ec2_throttles = 0
+        self.stack.fake._throttles.clear()
+        self.world.crash_armed = False
+        self.world.clock.advance(301)
+        assert self._sweep()
+        items = self.world.items()
+        waves = [wave_from_item(i) for k, i in sorted(items.items()) if k[1] != EXECUTION_SK]
+        for wave in waves:
+            check_stored_wave(wave)
+            check_truth(self, wave)
+        check_progress(waves)
+        TOTALS.waves += len(waves)
+        TOTALS.converged += len(waves)
+        self._poll()
+
+
+def check_stored_wave(wave: WaveRecord) -> None:
+    """I2 inside one item, written from the reliability doc rather than from the code."""
+    if wave.status.value not in ("COMPLETED", "PARTIAL"):
+        return
+    for server in wave.servers:
+        launched = server.launch_status.value in LAUNCHED
+        if wave.status.value == "COMPLETED":
+            assert launched, (
+                f"I2: wave {wave.wave_number} COMPLETED with {server.source_server_id} not launched"
+            )
+        if launched and not (wave.status.value == "PARTIAL" and server.error):
+            missing = [f for f in ("recovered_instance_id", "instance_type", "private_ip", "launch_time")]
+            assert all(getattr(server, f) for f in missing), (
+                f"I2: wave {wave.wave_number} {wave.status.value} but {server.source_server_id} lacks EC2 data"
+            )
+
+
+def check_forward(old: WaveRecord, new: WaveRecord) -> None:
+    """I1 (statuses only move forward along the graphs) and I4 (recorded data is never erased)."""
+    assert new.status.value in reachable(WAVE_NEXT, old.status.value), (
+        f"I1: wave {new.wave_number} went {old.status.value} -> {new.status.value}"
+    )
+    if old.status.value in TERMINAL:
+        assert new.servers == old.servers, f"I1: ended wave {new.wave_number} changed its servers"
+    assert old.job_id is None or new.job_id == old.job_id, "I4: the wave's job id changed"
+    for before, after in zip(old.servers, new.servers, strict=True):
+        assert after.launch_status.value in reachable(LAUNCH_NEXT, before.launch_status.value), (
+            f"I1: {after.source_server_id} went {before.launch_status.value} -> {after.launch_status.value}"
+        )
+        for name in ("recovered_instance_id", "instance_type", "private_ip", "launch_time"):
+            if getattr(before, name):
+                assert getattr(after, name) == getattr(before, name), (
+                    f"I4: {name} of {after.source_server_id}"
+                )
+
+
+def check_truth(machine: ReconcilerMachine, wave: WaveRecord) -> None:
+    """I6 for one wave: its job's status and every server's launch status and EC2 details."""
+    if wave.job_id is None:
+        return
+    job = machine.stack.fake.get_job(wave.job_id)
+    instances = {
+        i["sourceServerID"]: i for i in machine.stack.fake._instances.values() if i["jobID"] == job["jobID"]
+    }
+    truth = {s["sourceServerID"]: s["launchStatus"] for s in job["participatingServers"]}
+    ec2 = _ec2_truth(machine, [i["ec2InstanceID"] for i in instances.values()])
+    for server in wave.servers:
+        sid = server.source_server_id
+        assert server.launch_status.value == truth[sid], (
+            f"I6: {sid} stored {server.launch_status.value}, DRS says {truth[sid]}"
+        )
+        if truth[sid] != "LAUNCHED":
+            continue
+        instance_id = instances[sid]["ec2InstanceID"]
+        if server.error and wave.status.value == "PARTIAL" and instance_id in machine.ever_hidden:
+            continue  # EC2 hid it past the grace: explicitly PARTIAL, allowed by I2
+        details = ec2[instance_id]
+        assert server.recovered_instance_id == instance_id, f"I6: {sid} instance id"
+        assert server.instance_type == details["InstanceType"], f"I6: {sid} instance type"
+        assert server.private_ip == details["PrivateIpAddress"], f"I6: {sid} private IP"
+        assert server.launch_time, f"I6: {sid} launch time"
+    statuses = set(truth.values())
+    if job["status"] == "COMPLETED":
+        assert wave.is_terminal, f"I6: wave {wave.wave_number} still {wave.status.value}; its job completed"
+        expected = (
+            "COMPLETED" if statuses == {"LAUNCHED"} else "PARTIAL" if "LAUNCHED" in statuses else "FAILED"
+        )
+        hid_past_grace = any(s.error for s in wave.servers if s.launch_status.value == "LAUNCHED")
+        if not hid_past_grace:
+            assert wave.status.value == expected, (
+                f"I6: wave {wave.wave_number} {wave.status.value}, truth {expected}"
+            )
+    else:
+        assert wave.status.value == "LAUNCHING", f"I6: wave {wave.wave_number} {wave.status.value}; job runs"
+
+
+def _ec2_truth(machine: ReconcilerMachine, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+    if not instance_ids:
+        return {}
+    reply = machine.stack.ec2.describe_instances(InstanceIds=instance_ids)
+    return {i["InstanceId"]: i for r in reply["Reservations"] for i in r["Instances"]}
+
+
+def check_progress(waves: list[WaveRecord]) -> None:
+    """I6 for the execution: after the sweep, a wave that ended has been followed by the next."""
+    for earlier, later in itertools.pairwise(waves):
+        if earlier.is_terminal:
+            assert later.job_id is not None or later.is_terminal, (
+                f"I6: wave {earlier.wave_number} ended {earlier.status.value} but wave {later.wave_number} "
+                "was neither started nor ended"
+            )
+
+
+def test_every_invariant_holds_under_every_fault() -> None:
+    profile = PROFILES[PROFILE]
+    machine = seed(SEED)(ReconcilerMachine)
+    try:
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=profile["max_examples"],
+                stateful_step_count=profile["stateful_step_count"],
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    finally:
+        if _WORLD:
+            _WORLD.pop().__exit__(None, None, None)
+    assert TOTALS.examples > 0
+    record(
+        "state_machine",
+        {
+            "profile": PROFILE,
+            "seeds": [SEED],
+            "examples": TOTALS.examples,
+            "steps": TOTALS.steps,
+            "faults": dict(TOTALS.faults),
+            "polls": TOTALS.polls,
+            "waves": TOTALS.waves,
+            "converged": TOTALS.converged,
+        },
+    )
