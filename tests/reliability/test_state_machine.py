@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -534,6 +535,9 @@ def check_progress(waves: list[WaveRecord]) -> None:
             )
 
 
+# pytest-timeout's 300 s suits one test, not thousands of runs: a timeout in the middle of a run
+# would only read to Hypothesis as a flaky failure.
+@pytest.mark.timeout(7200 if PROFILE == "long" else 1800)
 def test_every_invariant_holds_under_every_fault() -> None:
     profile = PROFILES[PROFILE]
     machine = seed(SEED)(ReconcilerMachine)
