@@ -80,6 +80,9 @@ class LocalStack:
             "TABLE_NAME": table_name,
             "EC2_GRACE_SECONDS": str(ec2_grace_seconds),
             "MAX_SERVERS_PER_WAVE": str(max_servers_per_job),
+            # Tests drive DRS by hand between calls, so a reconcile waiting for DRS to complete a
+            # job would only sleep; tests of that wait turn it on (tests/integration/test_settle.py).
+            "SETTLE_SECONDS": "0",
             "POWERTOOLS_SERVICE_NAME": "drs-reconciler",
             "POWERTOOLS_METRICS_NAMESPACE": "DrsReconciler",
             "POWERTOOLS_TRACE_DISABLED": "true",

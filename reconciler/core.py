@@ -28,6 +28,7 @@ from .observation import Observation, ObservedJob, ObservedServer
 
 ERROR_MAX = 300
 _LAUNCHED = frozenset({LaunchStatus.LAUNCHED, LaunchStatus.TERMINATED})
+_LAUNCH_OVER = _LAUNCHED | {LaunchStatus.FAILED}
 
 
 def _reachable(start: LaunchStatus) -> frozenset[LaunchStatus]:
@@ -149,6 +150,21 @@ def next_state(stored: WaveRecord, observed: Observation, *, ec2_grace: timedelt
             update["end_time"] = iso_z(now)
     desired = stored.model_copy(update=update)
     return desired if desired != stored else stored
+
+
+def awaiting_job_end(wave: WaveRecord) -> bool:
+    """True when every server's launch is over but the wave is not terminal yet.
+
+    DRS marks the job COMPLETED a little after its last server and sends no event for that, and
+    EC2 can take a moment to show a new instance; the reconcile of the last Launch Result event
+    keeps looking for a short while instead of leaving the wave to the next sweep.
+    """
+    return (
+        wave.status is WaveStatus.LAUNCHING
+        and wave.job_id is not None
+        and bool(wave.servers)
+        and all(s.launch_status in _LAUNCH_OVER for s in wave.servers)
+    )
 
 
 def resolve_start(

@@ -10,6 +10,7 @@ service faults become `TemporaryError`; other API errors `PermanentError`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,25 @@ def _primary_ip(recovery_instance: dict[str, Any]) -> str | None:
     return None
 
 
+def _reusable(
+    known: Observation | None, job_id: str, participants: dict[str, Any], launched: Sequence[str]
+) -> dict[str, ObservedServer]:
+    """The launched servers an earlier look at this job already saw complete (EC2 details on the
+    same recovery instance), so they need no second DescribeRecoveryInstances/DescribeInstances."""
+    if known is None or known.job is None or known.job.job_id != job_id:
+        return {}
+    reused = {}
+    for sid in launched:
+        seen = known.job.servers.get(sid)
+        if seen is None or seen.ec2 is None or not seen.ec2_instance_id:
+            continue
+        recovery_instance = participants[sid].get("recoveryInstanceID")
+        if recovery_instance and recovery_instance != seen.recovery_instance_id:
+            continue
+        reused[sid] = seen
+    return reused
+
+
 class DrsObserver:
     """Builds an `Observation` of one DRS job from injected `drs` and `ec2` clients."""
 
@@ -60,7 +80,13 @@ class DrsObserver:
         self._page = {"PageSize": page_size or DRS_FILTER_MAX}
         self._ec2_page = {"PageSize": max(5, page_size) if page_size else 1000}
 
-    def observe(self, job_id: str) -> Observation:
+    def observe(self, job_id: str, *, known: Observation | None = None) -> Observation:
+        """Look at the job, its recovery instances and their EC2 instances.
+
+        With `known` (an earlier look at the same job, seconds old), a launched server already seen
+        with its EC2 details on the same recovery instance is taken from it: only DescribeJobs is
+        called again unless a server launched since or still lacks EC2 details.
+        """
         try:
             job = self._describe_job(job_id)
             if job is None:
@@ -71,18 +97,23 @@ class DrsObserver:
                 for sid, p in participants.items()
                 if p.get("launchStatus") in _HAS_INSTANCE or p.get("recoveryInstanceID")
             )
-            instances = self._recovery_instances(job_id, launched)
+            reused = _reusable(known, job_id, participants, launched)
+            instances = self._recovery_instances(job_id, [sid for sid in launched if sid not in reused])
             ec2_ids = sorted({ri["ec2InstanceID"] for ri in instances.values() if ri.get("ec2InstanceID")})
             ec2 = self._ec2_details(ec2_ids)
         except (ClientError, BotoCoreError) as error:
             raise classify_aws_error(error, f"observe {job_id}") from error
         servers = {}
         for sid, participant in participants.items():
+            status = str(participant.get("launchStatus", "PENDING"))
+            if sid in reused:
+                servers[sid] = replace(reused[sid], launch_status=status)
+                continue
             instance = instances.get(sid, {})
             ec2_id = instance.get("ec2InstanceID")
             servers[sid] = ObservedServer(
                 source_server_id=sid,
-                launch_status=str(participant.get("launchStatus", "PENDING")),
+                launch_status=status,
                 recovery_instance_id=participant.get("recoveryInstanceID")
                 or instance.get("recoveryInstanceID"),
                 ec2_instance_id=ec2_id,

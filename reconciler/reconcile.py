@@ -12,16 +12,18 @@ A wave found or made terminal then publishes its Wave Completed event and advanc
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from schemas.records import WaveRecord
 from schemas.times import iso_z, parse_time
 
-from .core import complete_before_green_violations, next_state, resolve_start
+from .core import awaiting_job_end, complete_before_green_violations, next_state, resolve_start
 from .errors import PermanentError, TemporaryError, VersionConflict
 from .lifecycle import outbox_is_orphaned
 from .observability import MetricUnit, logger, metrics_count
+from .observation import Observation
 from .observe import DrsObserver
 from .outbox import Publisher
 from .store import WaveKey, WaveStore, wave_from_item
@@ -47,7 +49,13 @@ class Reconciler:
         start_grace: timedelta = timedelta(minutes=5),
         publisher: Publisher | None = None,
         advance: Callable[[str], object] | None = None,
+        settle_checks: int = 0,
+        settle_interval: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._settle_checks = settle_checks
+        self._settle_interval = settle_interval
+        self._sleep = sleep
         self._publisher = publisher
         self._advance = advance
         self._store = store
@@ -58,42 +66,69 @@ class Reconciler:
         self._retries = conflict_retries
 
     def reconcile_job(self, job_id: str) -> Outcome:
-        """Entry point for an event: the job id names the wave, nothing else is trusted."""
+        """Entry point for an event: the job id names the wave, nothing else is trusted.
+
+        When every server's launch is over but the wave is not terminal yet (DRS completes the
+        job a little after its last server, with no event of its own), keep looking every
+        `settle_interval` seconds, at most `settle_checks` times: the wave turns terminal about a
+        second after DRS's truth does, instead of at the next sweep. Later looks reuse what the
+        earlier one saw, so they cost one DescribeJobs and one GetItem each.
+        """
         key = self._store.find_wave_by_job(job_id)
         if key is None:
             logger.warning("unknown DRS job", extra={"jobId": job_id})
             metrics_count("UnknownJobs")
             return Outcome.UNKNOWN_JOB
-        return self.reconcile_wave(key)
+        outcome, wave, seen = self._reconcile(key, known=None)
+        wrote = outcome is Outcome.WRITTEN
+        for _check in range(self._settle_checks):
+            if wave is None or not awaiting_job_end(wave):
+                break
+            self._sleep(self._settle_interval)
+            metrics_count("SettleChecks")
+            outcome, wave, seen = self._reconcile(key, known=seen)
+            wrote = wrote or outcome is Outcome.WRITTEN
+        return Outcome.WRITTEN if wrote else outcome
 
     def reconcile_wave(self, key: WaveKey) -> Outcome:
+        return self._reconcile(key, known=None)[0]
+
+    def _reconcile(
+        self, key: WaveKey, *, known: Observation | None
+    ) -> tuple[Outcome, WaveRecord | None, Observation | None]:
+        """One look and at most one write; returns the outcome, the wave as it now stands and
+        what DRS/EC2 showed (None when no observation was made)."""
         stored = self._store.get_wave(key)
         if stored is None:
             logger.warning("wave vanished", extra={"pk": key.pk, "sk": key.sk})
-            return Outcome.UNKNOWN_JOB
+            return Outcome.UNKNOWN_JOB, None, None
         if stored.is_terminal:
             self._after_terminal(stored, written_now=False)  # a retry after a crash, or the sweep
-            return Outcome.TERMINAL
+            return Outcome.TERMINAL, stored, None
         metrics_count("Reconciles")
         job_id = stored.job_id
         if job_id is None:
             if stored.start_requested_at is None:
-                return Outcome.NO_JOB
+                return Outcome.NO_JOB, stored, None
             now = self._clock()  # before looking: a job created after this look is not missed
             found = self._observer.find_started_job(
                 stored.execution_id, stored.wave_number, stored.start_requested_at
             )
-            return self._converge(
+            outcome, wave = self._converge(
                 key, stored, lambda w: resolve_start(w, found, now=now, start_grace=self._start_grace)
             )
-        observation = self._observer.observe(job_id)
+            return outcome, wave, None
+        observation = self._observer.observe(job_id, known=known)
         if observation.job is None:
             logger.warning("DRS does not know the wave's job yet", extra=_keys(stored))
-        return self._converge(key, stored, lambda w: next_state(w, observation, ec2_grace=self._grace))
+        outcome, wave = self._converge(
+            key, stored, lambda w: next_state(w, observation, ec2_grace=self._grace)
+        )
+        return outcome, wave, observation
 
     def _converge(
         self, key: WaveKey, stored: WaveRecord, desired_of: Callable[[WaveRecord], WaveRecord]
-    ) -> Outcome:
+    ) -> tuple[Outcome, WaveRecord | None]:
         """Write `desired_of(stored)` once if it differs; on a lost race, recompute from the
         winner's record (the merge never moves back, so the same observation is safe to reuse)."""
         for _attempt in range(self._retries):
@@ -101,7 +136,7 @@ class Reconciler:
             if desired == stored:
                 metrics_count("SkippedWrites")
                 logger.debug("wave unchanged", extra=_keys(stored))
-                return Outcome.UNCHANGED
+                return Outcome.UNCHANGED, stored
             problems = complete_before_green_violations(desired)
             if problems:  # defence in depth: the core guarantees this; never store a torn wave
                 raise PermanentError("; ".join(problems))
@@ -112,13 +147,13 @@ class Reconciler:
                 logger.info("version conflict, re-reconciling", extra=_keys(stored))
                 current = self._reread(conflict, key)
                 if current is None:
-                    return Outcome.UNKNOWN_JOB
+                    return Outcome.UNKNOWN_JOB, None
                 stored = current
                 continue
             self._record_write(stored, written)
             if written.is_terminal:
                 self._after_terminal(written, written_now=True)
-            return Outcome.WRITTEN
+            return Outcome.WRITTEN, written
         raise TemporaryError(f"gave up after {self._retries} version conflicts on {key.pk}/{key.sk}")
 
     def _after_terminal(self, wave: WaveRecord, *, written_now: bool) -> None:

@@ -7,7 +7,9 @@ clock and id factory they need.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ class Services:
         *,
         clock: Callable[[], datetime] = utc_now,
         new_id: Callable[[], str] = new_execution_id,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> Services:
         store = WaveStore(clients.dynamodb, settings.table_name, page_size=settings.page_size)
         observer = DrsObserver(clients.drs, clients.ec2, clock, page_size=settings.page_size)
@@ -74,6 +77,9 @@ class Services:
             start_grace=timedelta(seconds=settings.start_grace_seconds),
             publisher=publisher,
             advance=executions.advance,
+            settle_checks=math.ceil(settings.settle_seconds / settings.settle_interval_seconds),
+            settle_interval=settings.settle_interval_seconds,
+            sleep=sleep,
         )
         return cls(
             settings=settings,
@@ -84,15 +90,18 @@ class Services:
         )
 
 
-# The process's time and id sources. Local runs and tests may replace them (then call `reset`)
-# to make runs reproducible; production never does.
+# The process's time, id and wait sources. Local runs and tests may replace them (then call
+# `reset`) to make runs reproducible; production never does.
 CLOCK: Callable[[], datetime] = utc_now
 NEW_ID: Callable[[], str] = new_execution_id
+SLEEP: Callable[[float], None] = time.sleep
 
 
 @lru_cache(maxsize=1)
 def services() -> Services:
-    return Services.build(Settings.from_env(os.environ), aws_clients(), clock=CLOCK, new_id=NEW_ID)
+    return Services.build(
+        Settings.from_env(os.environ), aws_clients(), clock=CLOCK, new_id=NEW_ID, sleep=SLEEP
+    )
 
 
 @lru_cache(maxsize=1)

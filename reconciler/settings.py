@@ -22,6 +22,11 @@ class Settings(BaseModel):
     max_servers_per_wave: int = Field(default=100, ge=1, le=200)
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
     conflict_retries: int = Field(default=5, ge=1, le=50)
+    # After the last Launch Result event of a wave, how long its reconcile keeps checking for the
+    # job's completion (DRS sends no event for it) before leaving the wave to the sweep. Well
+    # inside the reconcile function's 60 s timeout; 0 turns the wait off.
+    settle_seconds: int = Field(default=20, ge=0, le=40)
+    settle_interval_seconds: float = Field(default=1.0, ge=0.1, le=10.0)
     page_size: int | None = Field(default=None, ge=1, le=1000)
     retention_days: int = Field(default=90, ge=1, le=3650)
     event_bus_name: str = Field(default="default", min_length=1, max_length=1600)
@@ -35,6 +40,8 @@ class Settings(BaseModel):
             "max_servers_per_wave": "MAX_SERVERS_PER_WAVE",
             "sweep_concurrency": "SWEEP_CONCURRENCY",
             "conflict_retries": "CONFLICT_RETRIES",
+            "settle_seconds": "SETTLE_SECONDS",
+            "settle_interval_seconds": "SETTLE_INTERVAL_SECONDS",
             "page_size": "API_PAGE_SIZE",
             "retention_days": "RETENTION_DAYS",
             "event_bus_name": "EVENT_BUS_NAME",

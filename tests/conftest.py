@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.endpoint
@@ -11,6 +11,7 @@ import pytest
 
 from local.drs_fake import DrsApiError
 from local.stack import LocalStack
+from reconciler.observation import Observation
 
 WRITE_CALLS = (
     "dynamodb:PutItem",
@@ -32,6 +33,19 @@ def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     delays: list[float] = []
     monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=delays.append))
     return delays
+
+
+class Interleaving:
+    """An observer that lets another writer win the race between our read and our write: it
+    runs `meanwhile` and then answers with an observation taken before."""
+
+    def __init__(self, observation: Observation, meanwhile: Callable[[], None]) -> None:
+        self.observation = observation
+        self.meanwhile = meanwhile
+
+    def observe(self, job_id: str, *, known: Observation | None = None) -> Observation:
+        self.meanwhile()
+        return self.observation
 
 
 def dynamodb_writes(stack: LocalStack) -> int:

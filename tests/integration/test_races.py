@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 from local.stack import LocalStack
-from reconciler.observation import Observation
 from reconciler.reconcile import Reconciler
 from reconciler.runtime import services
 from reconciler.store import WaveStore, _to_attrs, wave_key
 from schemas.records import WaveRecord
-from tests.conftest import post_plan
+from tests.conftest import Interleaving, post_plan
 from tests.invariants import EC2_FIELDS, regressions, torn_waves
 from tests.legacy_writer import legacy_reconcile
 
@@ -120,18 +119,6 @@ def test_a_polling_reader_never_sees_a_green_wave_without_ec2_data(writer: str):
         assert len(poller.torn) > 0, "the torn-read check failed to catch the legacy writer"
 
 
-class _Interleaving:
-    """An observer that lets another writer win the race between our read and our write."""
-
-    def __init__(self, observation: Observation, meanwhile: Any) -> None:
-        self.observation = observation
-        self.meanwhile = meanwhile
-
-    def observe(self, job_id: str) -> Observation:
-        self.meanwhile()
-        return self.observation
-
-
 class UnversionedStore(WaveStore):
     """What legacy writers do: overwrite the item, no version check."""
 
@@ -161,7 +148,7 @@ def test_a_slow_handler_cannot_erase_what_a_faster_one_wrote(stack: LocalStack, 
     store = store_class(runtime.store._client, stack.table_name)
     slow = Reconciler(
         store,
-        _Interleaving(stale_observation, faster_handler),  # type: ignore[arg-type]
+        Interleaving(stale_observation, faster_handler),  # type: ignore[arg-type]
         lambda: stale_observation.observed_at,
         ec2_grace=timedelta(minutes=15),
         conflict_retries=5,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -24,12 +24,11 @@ import pytest
 from local.stack import LocalStack, snapshot
 from reconciler import runtime
 from reconciler.errors import TemporaryError
-from reconciler.observation import Observation
 from reconciler.reconcile import Reconciler
 from reconciler.runtime import services
 from reconciler.store import WaveStore, _to_attrs, _version_guard, from_attrs, wave_key
 from schemas.records import ServerRecord, WaveRecord
-from tests.conftest import post_plan
+from tests.conftest import Interleaving, post_plan
 from tests.invariants import EC2_FIELDS, torn_waves
 from tests.legacy_writer import legacy_reconcile
 from tests.reliability.figures import record
@@ -61,18 +60,6 @@ def recorded() -> Iterator[tuple[LocalStack, Recorder]]:
         recorder.attach(stack.dynamodb.meta.events)
         runtime.reset()
         yield stack, recorder
-
-
-class _Interleaving:
-    """An observer that lets another writer win the race between our read and our write."""
-
-    def __init__(self, observation: Observation, meanwhile: Callable[[], None]) -> None:
-        self.observation = observation
-        self.meanwhile = meanwhile
-
-    def observe(self, job_id: str) -> Observation:
-        self.meanwhile()
-        return self.observation
 
 
 def _blind_write_wave(self: WaveStore, wave: WaveRecord, *, updated_at: str) -> WaveRecord:
@@ -113,7 +100,7 @@ class Race:
 
         slow = Reconciler(
             services().store,
-            _Interleaving(stale, faster),  # type: ignore[arg-type]
+            Interleaving(stale, faster),  # type: ignore[arg-type]
             lambda: stale.observed_at,
             ec2_grace=timedelta(minutes=15),
             conflict_retries=5,

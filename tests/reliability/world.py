@@ -61,7 +61,10 @@ class World:
         self.stack = LocalStack(
             clock=self.clock,
             log_level="ERROR",
-            env={"SWEEP_CONCURRENCY": "1"},  # one thread: every step is reproducible
+            # One sweep thread: every step is reproducible. The last event's reconcile re-checks
+            # DRS twice while time passes (the clock moves by each wait; DRS does not, as nothing
+            # runs between the checks), so the checks that reuse an earlier look meet every fault.
+            env={"SWEEP_CONCURRENCY": "1", "SETTLE_SECONDS": "2", "SETTLE_INTERVAL_SECONDS": "1"},
         )
         self.ec2_throttles = 0
         self.ec2_throttled = 0  # throttles botocore actually met
@@ -73,11 +76,13 @@ class World:
         self._ids = random.Random(0)
         self._saved_clock = runtime.CLOCK
         self._saved_new_id = runtime.NEW_ID
+        self._saved_sleep = runtime.SLEEP
         self._saved_time = botocore.endpoint.time
 
     def __enter__(self) -> World:
         runtime.CLOCK = self.clock
         runtime.NEW_ID = self.new_id
+        runtime.SLEEP = self.clock.advance
         botocore.endpoint.time = types.SimpleNamespace(sleep=lambda seconds: None)  # retries, no waits
         self.stack.__enter__()
         events = _session_events()
@@ -94,6 +99,7 @@ class World:
         finally:
             runtime.CLOCK = self._saved_clock
             runtime.NEW_ID = self._saved_new_id
+            runtime.SLEEP = self._saved_sleep
             botocore.endpoint.time = self._saved_time
             runtime.reset()
 

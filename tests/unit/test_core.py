@@ -13,6 +13,7 @@ from reconciler.core import (
     ERROR_MAX,
     _reachable,
     _truncate,
+    awaiting_job_end,
     complete_before_green_violations,
     execution_status,
     is_allowed_transition,
@@ -469,3 +470,36 @@ def test_a_lost_start_whose_job_has_no_creation_time_starts_now():
     now = T0 + timedelta(minutes=1)
     desired = resolve_start(requested(), ObservedJob(JOB, "PENDING"), now=now, start_grace=START_GRACE)
     assert (desired.job_id, desired.status, desired.start_time) == (JOB, WaveStatus.LAUNCHING, iso_z(now))
+
+
+def _with(statuses: list[LaunchStatus], *, status: WaveStatus = WaveStatus.LAUNCHING) -> WaveRecord:
+    servers = {
+        sid: ServerRecord(source_server_id=sid, hostname=f"h{i}", launch_status=launch)
+        for i, (sid, launch) in enumerate(zip(SIDS, statuses, strict=False))
+    }
+    return wave(status, n=len(statuses), **servers)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ([LaunchStatus.LAUNCHED, LaunchStatus.LAUNCHED], True),
+        ([LaunchStatus.LAUNCHED, LaunchStatus.FAILED], True),
+        ([LaunchStatus.TERMINATED, LaunchStatus.FAILED], True),
+        ([LaunchStatus.FAILED, LaunchStatus.FAILED], True),
+        ([LaunchStatus.LAUNCHED, LaunchStatus.IN_PROGRESS], False),
+        ([LaunchStatus.PENDING, LaunchStatus.LAUNCHED], False),
+    ],
+)
+def test_a_launching_wave_awaits_its_job_end_once_every_launch_is_over(statuses, expected):
+    assert awaiting_job_end(_with(statuses)) is expected
+
+
+@pytest.mark.parametrize("status", [s for s in WaveStatus if s is not WaveStatus.LAUNCHING])
+def test_only_a_launching_wave_awaits_its_job_end(status):
+    assert awaiting_job_end(_with([LaunchStatus.LAUNCHED], status=status)) is False
+
+
+def test_a_wave_without_a_job_or_servers_awaits_nothing():
+    assert awaiting_job_end(_with([LaunchStatus.LAUNCHED]).model_copy(update={"job_id": None})) is False
+    assert awaiting_job_end(_with([]).model_copy(update={"servers": ()})) is False
