@@ -30,6 +30,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from local import moto_speed
 from local.moto_lock import LOCK
 
 _THROTTLE_BODY = (
@@ -148,6 +149,7 @@ class MotoServer:
         self.faults = faults or AwsFaults()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         _install_visibility(self.faults)
+        moto_speed.install()
         app = FaultyAwsApp(DomainDispatcherApplication(create_backend_app), self.faults)
         self._server: BaseWSGIServer = make_server(host, port, app, True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from local import moto_lock
+from local import moto_lock, moto_speed
 from local.drs_fake import DrsFake, DrsFakeServer
 from local.lambda_events import LambdaContext, http_event, launch_result
 from local.serverless import table_properties
@@ -103,6 +103,7 @@ class LocalStack:
             self._saved[key] = os.environ.get(key)
             os.environ[key] = value
         moto_lock.install()
+        moto_speed.install()
         logger.setLevel(self.log_level)
         self._mock.start()
         boto3.setup_default_session()
