@@ -32,6 +32,22 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("query", {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "EXEC#none"}}}),
+    (
+        "query",
+        {
+            "KeyConditionExpression": "pk = :p AND sk > :s",
+            "ExpressionAttributeValues": {":p": {"S": "EXEC#a"}, ":s": {"S": "WAVE#002"}},
+            "ScanIndexForward": False,
+        },
+    ),
+    (
+        "query",
+        {
+            "KeyConditionExpression": "pk = :p",
+            "ExpressionAttributeValues": {":p": {"S": "EXEC#a"}},
+            "ExclusiveStartKey": {"pk": {"S": "EXEC#a"}, "sk": {"S": "WAVE#003"}},
+        },
+    ),
     ("scan", {"Limit": 3}),
     ("scan", {"ReturnConsumedCapacity": "INDEXES"}),
 ]
@@ -63,6 +79,8 @@ def client() -> Iterator[Any]:
         dynamodb.create_table(TableName=TABLE, **table_properties())
         for wave in range(1, 6):
             dynamodb.put_item(TableName=TABLE, Item=item(wave))
+            dynamodb.put_item(TableName=TABLE, Item=item(wave, "EXEC#0"))  # partitions either side
+            dynamodb.put_item(TableName=TABLE, Item=item(wave, "EXEC#z"))
         # binary data has no JSON form: reads that meet it take moto's own path
         dynamodb.put_item(TableName=TABLE, Item={**item(1, "EXEC#b"), "blob": {"B": b"\x00\x01"}})
         yield dynamodb
@@ -92,6 +110,9 @@ def test_the_fast_answers_parse_the_same_as_motos_own(client: Any):
     assert slow[0]["Item"]["nested"]["M"]["deep"]["M"]["deeper"]["L"][1] == {"S": "ü ✓"}
     assert "LastEvaluatedKey" in slow[3] and "ConsumedCapacity" in slow[3]
     assert "Item" not in slow[1]
+    assert [i["sk"]["S"] for i in slow[2]["Items"]] == [f"WAVE#{w:03d}" for w in range(1, 6)]
+    assert {i["pk"]["S"] for i in slow[2]["Items"]} == {"EXEC#a"}
+    assert [i["sk"]["S"] for i in slow[5]["Items"]] == ["WAVE#005", "WAVE#004", "WAVE#003"]
 
 
 def test_reads_take_the_fast_path_unless_they_meet_binary_data(client: Any):
