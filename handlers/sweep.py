@@ -14,4 +14,4 @@ from reconciler.runtime import services
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return services().sweeper.sweep().as_dict()
+    return services().sweeper.sweep(time_left_ms=context.get_remaining_time_in_millis).as_dict()

@@ -70,7 +70,8 @@ class Reconciler:
 
         When every server's launch is over but the wave is not terminal yet (DRS completes the
         job a little after its last server, with no event of its own), keep looking every
-        `settle_interval` seconds, at most `settle_checks` times: the wave turns terminal about a
+        `settle_interval` seconds (from the start of one look to the next), at most
+        `settle_checks` times: the wave turns terminal about a
         second after DRS's truth does, instead of at the next sweep. Later looks reuse what the
         earlier one saw, so they cost one DescribeJobs and one GetItem each.
         """
@@ -79,13 +80,16 @@ class Reconciler:
             logger.warning("unknown DRS job", extra={"jobId": job_id})
             metrics_count("UnknownJobs")
             return Outcome.UNKNOWN_JOB
+        looked_at = time.monotonic()
         outcome, wave, seen = self._reconcile(key, known=None)
         wrote = outcome is Outcome.WRITTEN
         for _check in range(self._settle_checks):
             if wave is None or not awaiting_job_end(wave):
                 break
-            self._sleep(self._settle_interval)
+            # a look every `settle_interval` seconds, however long each look took
+            self._sleep(max(0.0, self._settle_interval - (time.monotonic() - looked_at)))
             metrics_count("SettleChecks")
+            looked_at = time.monotonic()
             outcome, wave, seen = self._reconcile(key, known=seen)
             wrote = wrote or outcome is Outcome.WRITTEN
         return Outcome.WRITTEN if wrote else outcome

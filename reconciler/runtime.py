@@ -85,7 +85,9 @@ class Services:
             settings=settings,
             store=store,
             reconciler=reconciler,
-            sweeper=Sweeper(store, reconciler, executions, concurrency=settings.sweep_concurrency),
+            sweeper=Sweeper(
+                store, reconciler, executions, concurrency=settings.sweep_concurrency, clock=clock
+            ),
             executions=executions,
         )
 

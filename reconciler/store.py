@@ -177,9 +177,10 @@ class WaveStore:
             return None
         return WaveKey(items[0]["pk"]["S"], items[0]["sk"]["S"])
 
-    def inflight_waves(self) -> Iterator[WaveKey]:
-        """Every wave with a job that is not terminal, shard by shard, page by page."""
-        for shard in range(INFLIGHT_SHARDS):
+    def inflight_waves(self, first_shard: int = 0) -> Iterator[WaveKey]:
+        """Every wave with a job that is not terminal, shard by shard from `first_shard`, page by page."""
+        for offset in range(INFLIGHT_SHARDS):
+            shard = (first_shard + offset) % INFLIGHT_SHARDS
             request: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": INFLIGHT_INDEX,

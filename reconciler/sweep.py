@@ -10,14 +10,16 @@ failure is logged and counted, and never stops the others.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from .errors import ReconcilerError
 from .executions import Executions
 from .observability import logger, metrics_count
 from .reconcile import Reconciler
-from .store import EXECUTION_SK, WaveKey, WaveStore
+from .store import EXECUTION_SK, INFLIGHT_SHARDS, WaveKey, WaveStore
 
 
 @dataclass
@@ -32,17 +34,29 @@ class SweepReport:
 
 class Sweeper:
     def __init__(
-        self, store: WaveStore, reconciler: Reconciler, executions: Executions, *, concurrency: int
+        self,
+        store: WaveStore,
+        reconciler: Reconciler,
+        executions: Executions,
+        *,
+        concurrency: int,
+        clock: Callable[[], datetime],
+        reserve: timedelta = timedelta(seconds=15),
     ) -> None:
+        self._clock = clock
+        self._reserve_ms = reserve.total_seconds() * 1000
         self._executions = executions
         self._store = store
         self._reconciler = reconciler
         self._concurrency = concurrency
 
-    def sweep(self) -> SweepReport:
+    def sweep(self, time_left_ms: Callable[[], int] | None = None) -> SweepReport:
+        """One pass; `time_left_ms` is the invocation's remaining time (Lambda's context)."""
         report = SweepReport()
 
         def one(key: WaveKey) -> str:
+            if time_left_ms is not None and time_left_ms() < self._reserve_ms:
+                return "deferred"
             try:
                 if key.sk == EXECUTION_SK:
                     self._executions.advance(key.pk.removeprefix("EXEC#"))
@@ -58,7 +72,8 @@ class Sweeper:
                 return "error"
 
         with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="sweep") as pool:
-            for outcome in pool.map(one, self._store.inflight_waves()):
+            first_shard = int(self._clock().timestamp() // 60) % INFLIGHT_SHARDS  # a new one each minute
+            for outcome in pool.map(one, self._store.inflight_waves(first_shard)):
                 report.visited += 1
                 if outcome == "error":
                     report.errors += 1
@@ -67,5 +82,12 @@ class Sweeper:
         metrics_count("SweptWaves", report.visited)
         if report.errors:
             metrics_count("SweepErrors", report.errors)
+        deferred = report.outcomes.get("deferred", 0)
+        if deferred:
+            metrics_count("SweepDeferred", deferred)
+            logger.warning(
+                "sweep ran out of time: waves left to the next pass (raise SWEEP_CONCURRENCY)",
+                extra={"deferred": deferred, "visited": report.visited},
+            )
         logger.info("sweep finished", extra=report.as_dict())
         return report
