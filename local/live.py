@@ -49,7 +49,9 @@ class LiveStack:
         table_name: str = "drs-wave-reconciler-local",
         log_level: str = "ERROR",
         instance_types: dict[str, str] | None = None,
+        concurrency: int = 4,
     ) -> None:
+        self.concurrency = concurrency  # concurrent invocations of the bus (Lambda concurrency)
         self.config = config or SimConfig()
         if not latency:
             self.config = self.config.without_latency()
@@ -78,6 +80,7 @@ class LiveStack:
             session.client("events", endpoint_url=self.moto.endpoint_url),
             session.client("sqs", endpoint_url=self.moto.endpoint_url),
             speed=self.speed,
+            concurrency=self.concurrency,
         )
         self.sim = DrsSimulator(
             self.config,

@@ -1,0 +1,1 @@
+"""Tests of the benchmark code: smoke runs of each section and its pure helpers."""
