@@ -108,7 +108,8 @@ def run(options: Options) -> Section:
             log.info(
                 "freshness: %s, run %d of %d (%d waves x %d servers)", name, index + 1, repeat, waves, servers
             )
-            seed = options.seed + index
+            # a seed of its own per run: no two stacks of this process share server or job ids
+            seed = options.seed + index + (100 if drop else 0)
             config = replace(base, seed=seed, event_drop=drop)
             lead = random.Random(seed).uniform(0, 60 / speed) if drop else 0.0
             runs.append(

@@ -283,7 +283,7 @@ def growth(sizes: list[int], values: list[float]) -> dict[str, Any]:
 def run(options: Options) -> Section:
     section = Section("reconcile", "Reconcile cost vs wave size (one Launch Result event)")
     sizes = list(SIZES[options.scale])
-    config = replace(QUICK, seed=options.seed, event_drop=1.0, max_servers_per_job=200)
+    config = replace(QUICK, seed=options.seed + 300, event_drop=1.0, max_servers_per_job=200)
     env = {"MAX_SERVERS_PER_WAVE": "200"}
     by_servers: dict[str, Any] = {}
     with counted_live_stack(config, latency=not options.smoke, table_name=TABLE, env=env) as (

@@ -182,7 +182,7 @@ def run(options: Options) -> Section:
     )
     log.info("scale: %d accounts x %d servers, launches over %.0f s", accounts, servers, spread)
     live = run_live(
-        replace(config, seed=options.seed, max_servers_per_job=WAVE),
+        replace(config, seed=options.seed + 200, max_servers_per_job=WAVE),
         groups=accounts,
         waves=servers // wave,
         servers=wave,
