@@ -78,6 +78,7 @@ def written(stack: LiveStack, execution_id: str, job_id: str, sid: str) -> list[
     answer = stack.bus.invoke("reconcile", launch_result(job_id, sid))
     if answer.get("outcome") != "written":
         raise RuntimeError(f"template reconcile answered {answer}")
+    stack.bus.wait_idle()  # a wave it ended is followed up (event, finish) from the table's stream
     deserializer = TypeDeserializer()
     return [
         {k: deserializer.deserialize(v) for k, v in raw.items()} for raw in partition(stack, execution_id)

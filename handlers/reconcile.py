@@ -1,5 +1,7 @@
 """Lambda: a DRS `Source Server Launch Result` event names a job; reconcile its whole wave.
 
+It only reads DRS/EC2 and writes the wave (its role allows nothing else): when its write ends the
+wave, the table's stream hands the next steps (publish, start the next wave) to `advance`.
 A malformed event, or a failure retrying cannot fix, is logged, counted and acknowledged (no
 write, no retry storm); a temporary failure raises so Lambda retries it, and the sweep catches
 anything retries miss.
@@ -31,7 +33,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"outcome": "rejected", "problems": problems}
     logger.append_keys(eventId=parsed.id, jobId=parsed.detail.job_id, sourceServerId=parsed.source_server_id)
     try:
-        outcome = services().reconciler.reconcile_job(parsed.detail.job_id)
+        outcome = services().event_reconciler.reconcile_job(parsed.detail.job_id)
     except PermanentError as error:  # retrying cannot help; the sweep retries after a fix
         logger.error("reconcile failed permanently", extra={"error": str(error)})
         metrics_count("PermanentErrors")

@@ -7,7 +7,8 @@ router drains the queues and invokes the function the rule belongs to, on a smal
 `maximumRetryAttempts` says. moto's delivered envelope lacks `account`; the router adds it, as
 AWS would have sent it. Each `schedule` rate fires its function from a timer — one at a time,
 like the sweep's reserved concurrency of 1 — with the period divided by `speed` so a demo can
-compress time.
+compress time. Given the table's name, a poller delivers the table's stream (`local.streams`) to
+its function, one batch at a time, as Lambda's event source mapping does for a shard.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from local import serverless
 from local.lambda_events import LambdaContext
+from local.streams import StreamDelivery
 
 log = logging.getLogger("local-bus")
 ACCOUNT = "123456789012"
@@ -49,6 +51,7 @@ class LocalEventBus:
         concurrency: int = 4,
         retry_delay: float = 1.0,
         schedules: bool = True,
+        table_name: str | None = None,
     ) -> None:
         self.events = events
         self.sqs = sqs
@@ -65,6 +68,7 @@ class LocalEventBus:
         self._schedules = schedules
         self._idle = threading.Condition()
         self._in_flight = 0
+        self.stream = StreamDelivery(table_name, self.invoke) if table_name else None
 
     # ---------------------------------------------------------------- wiring
 
@@ -79,6 +83,8 @@ class LocalEventBus:
             self.events.put_targets(Rule=rule, Targets=[{"Id": function, "Arn": arn}])
             self._queues[queue] = function
         self._spawn("event-router", self._route)
+        if self.stream is not None:
+            self._spawn("stream-poller", self._poll_stream)
         if self._schedules:
             for function, period in serverless.schedules():
                 self._spawn(f"schedule-{function}", partial(self._tick, function, period / self.speed))
@@ -137,6 +143,16 @@ class LocalEventBus:
                 self.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
         return received
 
+    def _poll_stream(self) -> None:
+        assert self.stream is not None
+        while not self._stop.wait(0.05):
+            try:
+                self.stream.drain()
+            except Exception:  # the server is going away at shutdown
+                if self._stop.is_set():
+                    return
+                log.exception("stream delivery failed")
+
     def _submit(self, function: str, event: dict[str, Any], attempt: int) -> None:
         with self._idle:
             self._in_flight += 1
@@ -177,12 +193,15 @@ class LocalEventBus:
         try:
             while not deadline.is_set():
                 with self._idle:
-                    if self._in_flight == 0 and not self._queued():
+                    if self._in_flight == 0 and not self._queued() and not self._stream_backlog():
                         return True
                     self._idle.wait(0.05)
             return False
         finally:
             timer.cancel()
+
+    def _stream_backlog(self) -> bool:
+        return self.stream is not None and self.stream.backlog() > 0
 
     def _queued(self) -> bool:
         for queue in self._queues:

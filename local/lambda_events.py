@@ -1,5 +1,5 @@
 """Real-shaped Lambda inputs for local runs: DRS events from `events/`, API Gateway v2 requests,
-and a Lambda context, so the unmodified handlers run exactly as AWS would call them.
+DynamoDB stream batches, and a Lambda context, so the unmodified handlers run exactly as AWS would call them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,30 @@ def launch_result(
     event["detail"]["job-id"] = job_id
     event["detail"]["is-drill"] = "TRUE" if is_drill else "FALSE"
     return event
+
+
+def stream_batch(*keys: tuple[str, str], sequence: int = 1) -> dict[str, Any]:
+    """A DynamoDB stream batch naming items by (pk, sk), in the shape Lambda delivers (keys only:
+    the advance function re-reads the item, so its image does not matter)."""
+    return {
+        "Records": [
+            {
+                "eventID": uuid.uuid4().hex,
+                "eventName": "MODIFY",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1",
+                "dynamodb": {
+                    "Keys": {"pk": {"S": pk}, "sk": {"S": sk}},
+                    "SequenceNumber": str(sequence + i),
+                    "SizeBytes": 100,
+                    "StreamViewType": "NEW_IMAGE",
+                },
+                "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-01-01T00:00:00.000",
+            }
+            for i, (pk, sk) in enumerate(keys)
+        ]
+    }
 
 
 def http_event(

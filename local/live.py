@@ -81,6 +81,7 @@ class LiveStack:
             session.client("sqs", endpoint_url=self.moto.endpoint_url),
             speed=self.speed,
             concurrency=self.concurrency,
+            table_name=self.table_name,
         )
         self.sim = DrsSimulator(
             self.config,

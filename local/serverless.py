@@ -38,7 +38,10 @@ def table_properties(path: Path = SERVERLESS) -> dict[str, Any]:
     if len(tables) != 1:
         raise ValueError(f"expected one DynamoDB table in {path}, found {len(tables)}")
     properties: dict[str, Any] = tables[0]["Properties"]
-    return {key: properties[key] for key in _TABLE_KEYS if key in properties}
+    found = {key: properties[key] for key in _TABLE_KEYS if key in properties}
+    if "StreamSpecification" in properties:  # CloudFormation's form lacks the API's StreamEnabled
+        found["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
+    return found
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,34 @@ def event_patterns(path: Path = SERVERLESS) -> list[tuple[str, dict[str, Any]]]:
         for event in function.events
         if "eventBridge" in event
     ]
+
+
+@dataclass(frozen=True)
+class StreamSubscription:
+    """A function's `stream` event on the table: its filters, batch size and retry limit."""
+
+    function: str
+    filters: tuple[dict[str, Any], ...]
+    batch_size: int
+    retries: int
+
+
+def stream_subscriptions(path: Path = SERVERLESS) -> list[StreamSubscription]:
+    """Every DynamoDB `stream` event (the table has one stream)."""
+    found = []
+    for function in functions(path).values():
+        for event in function.events:
+            spec = event.get("stream")
+            if isinstance(spec, dict) and spec.get("type") == "dynamodb":
+                found.append(
+                    StreamSubscription(
+                        function=function.name,
+                        filters=tuple(spec.get("filterPatterns") or ()),
+                        batch_size=int(spec.get("batchSize", 100)),
+                        retries=int(spec.get("maximumRetryAttempts", -1)),
+                    )
+                )
+    return found
 
 
 def schedule_rate_seconds(expression: str) -> int:

@@ -25,6 +25,7 @@ from local import moto_lock, moto_speed
 from local.drs_fake import DrsFake, DrsFakeServer
 from local.lambda_events import LambdaContext, http_event, launch_result
 from local.serverless import table_properties
+from local.streams import StreamDelivery
 from reconciler import runtime
 from reconciler.observability import logger
 
@@ -50,6 +51,18 @@ class CallCounter:
         self.calls.clear()
 
 
+class CallsByFunction:
+    """Every AWS API call with its parameters, by the function whose handler made it (set by
+    `LocalStack.call`; "-" outside any handler): what each function's IAM role must allow."""
+
+    def __init__(self) -> None:
+        self.current = "-"
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []  # (function, "service:Operation", params)
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append((self.current, f"{model.service_model.service_name}:{model.name}", dict(params)))
+
+
 class LocalStack:
     """Context manager: everything the handlers need, on this machine, with no AWS account."""
 
@@ -69,6 +82,7 @@ class LocalStack:
         self.table_name = table_name
         self.fake = DrsFake(seed=seed, max_servers_per_job=max_servers_per_job, clock=clock)
         self.counter = CallCounter()
+        self.calls_by_function = CallsByFunction()
         self._hidden: set[str] = set()
         self.published: list[dict[str, Any]] = []  # our own events EventBridge accepted, in order
         self._env = {
@@ -109,12 +123,14 @@ class LocalStack:
         boto3.setup_default_session()
         events = boto3.DEFAULT_SESSION.events
         events.register("before-call", self.counter)
+        events.register("before-parameter-build", self.calls_by_function)
         events.register("after-call.ec2.DescribeInstances", self._hide_instances)
         events.register("before-parameter-build.events.PutEvents", self._record_published)
         self.dynamodb = boto3.client("dynamodb")
         self.ec2 = boto3.client("ec2")
         self.drs = boto3.client("drs")
         self.dynamodb.create_table(TableName=self.table_name, **table_properties())
+        self.stream = StreamDelivery(self.table_name, self.call, region=REGION)
         self._reset_runtime()
         self.counter.reset()
         return self
@@ -187,11 +203,26 @@ class LocalStack:
 
     # -- invoking the handlers the way AWS does --------------------------------------------------
 
-    @staticmethod
-    def invoke(function: str, event: dict[str, Any]) -> Any:
-        """Call `handlers.<function>.handler(event, context)`."""
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        """Call `handlers.<function>.handler(event, context)`, then deliver what its writes put on
+        the table's stream (as Lambda would, moments later), even when it failed. A failure of
+        that delivery is raised here, and the failed records are retried by the next call."""
+        try:
+            result = self.call(function, event)
+        except BaseException:
+            self.stream.drain()
+            raise
+        self.stream.drain(raise_failures=True)
+        return result
+
+    def call(self, function: str, event: dict[str, Any]) -> Any:
+        """Call one handler, nothing after it."""
         module = importlib.import_module(f"handlers.{function}")
-        return module.handler(event, LambdaContext(function_name=function))
+        outer, self.calls_by_function.current = self.calls_by_function.current, function
+        try:
+            return module.handler(event, LambdaContext(function_name=function))
+        finally:
+            self.calls_by_function.current = outer
 
     def deliver(
         self, job_id: str, source_server_id: str, *, succeeded: bool = True, is_drill: bool = True

@@ -6,7 +6,9 @@ writes nothing. A lost version race re-runs `next_state` on the winner's record 
 DynamoDB with the failed condition) with the same observation, a bounded number of times: the
 merge never moves backwards, so reusing the observation is safe and costs no extra DRS call.
 A wave found or made terminal then publishes its Wave Completed event and advances the execution
-(start the next wave, pause, finish), so waves move on from events alone.
+(start the next wave, pause, finish), so waves move on from events alone. The event function's
+reconciler hands those two steps off instead (no publisher, no `advance`: its role may not start
+recovery): the table's stream delivers its terminal write to `take_over`, in a function that may.
 """
 
 from __future__ import annotations
@@ -96,6 +98,16 @@ class Reconciler:
 
     def reconcile_wave(self, key: WaveKey) -> Outcome:
         return self._reconcile(key, known=None)[0]
+
+    def take_over(self, key: WaveKey) -> Outcome:
+        """Follow up a terminal write that a hand-off reconciler made (the stream names its item):
+        publish the wave's pending events and take the execution's next step, as that writer
+        would have. A wave that is not terminal (or is gone) needs nothing."""
+        wave = self._store.get_wave(key)
+        if wave is None or not wave.is_terminal:
+            return Outcome.UNCHANGED
+        self._after_terminal(wave, written_now=True)
+        return Outcome.TERMINAL
 
     def _reconcile(
         self, key: WaveKey, *, known: Observation | None

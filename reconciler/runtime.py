@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from .clients import AwsClients, aws_clients, client
 from .executions import Executions
@@ -38,7 +38,8 @@ def new_execution_id() -> str:
 class Services:
     settings: Settings
     store: WaveStore
-    reconciler: Reconciler
+    reconciler: Reconciler  # publishes and advances (sweep, stream follow-up)
+    event_reconciler: Reconciler  # the event function's: writes only, the stream follows up
     sweeper: Sweeper
     executions: Executions
 
@@ -68,23 +69,24 @@ class Services:
             retention=timedelta(days=settings.retention_days),
             publisher=publisher,
         )
-        reconciler = Reconciler(
+        reconciler_of = partial(
+            Reconciler,
             store,
             observer,
             clock,
             ec2_grace=timedelta(seconds=settings.ec2_grace_seconds),
             conflict_retries=settings.conflict_retries,
             start_grace=timedelta(seconds=settings.start_grace_seconds),
-            publisher=publisher,
-            advance=executions.advance,
             settle_checks=math.ceil(settings.settle_seconds / settings.settle_interval_seconds),
             settle_interval=settings.settle_interval_seconds,
             sleep=sleep,
         )
+        reconciler = reconciler_of(publisher=publisher, advance=executions.advance)
         return cls(
             settings=settings,
             store=store,
             reconciler=reconciler,
+            event_reconciler=reconciler_of(),
             sweeper=Sweeper(
                 store, reconciler, executions, concurrency=settings.sweep_concurrency, clock=clock
             ),

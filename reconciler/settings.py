@@ -16,7 +16,7 @@ class Settings(BaseModel):
 
     table_name: str = Field(min_length=3, max_length=255)
     ec2_grace_seconds: int = Field(default=900, ge=0, le=86_400)
-    # Well above the timeouts of every function that starts jobs (start 25 s, reconcile 60 s,
+    # Well above the timeouts of every function that starts jobs (start 25 s, advance 60 s,
     # sweep 120 s), so a claim this old belongs to a caller that is gone (docs/start-protocol.md).
     start_grace_seconds: int = Field(default=300, ge=60, le=86_400)
     max_servers_per_wave: int = Field(default=100, ge=1, le=200)

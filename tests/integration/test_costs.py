@@ -18,10 +18,11 @@ RECONCILE_FLOOR = {
     "dynamodb:GetItem": 1,  # the wave, strongly consistent
     "dynamodb:UpdateItem": 1,  # the one conditional write
 }
-# What follows a terminal write of an execution's last wave: its Wave Completed event goes out
-# and its outbox is cleared, then the execution is read, finished in one transaction (status,
+# What follows a terminal write of an execution's last wave, in the advance function (the table's
+# stream): the wave is read again, its Wave Completed event goes out and its outbox is cleared, then the execution is read, finished in one transaction (status,
 # end time, TTL, Execution Completed event), that event goes out and its outbox is cleared.
 FINISH = {
+    "dynamodb:GetItem": 1,
     "events:PutEvents": 2,
     "dynamodb:UpdateItem": 2,
     "dynamodb:Query": 1,

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from local.lambda_events import launch_result, stream_batch
 from local.stack import LocalStack
 from reconciler import executions as executions_module
 from reconciler import runtime
@@ -270,9 +271,13 @@ def test_many_concurrent_callers_start_the_next_wave_exactly_once(
 
     monkeypatch.setattr(WaveStore, "write_wave", gated_write_wave)
     errors: list[BaseException] = []
+    # Wave 1 ends (the reconcile function's write, whose stream record is not delivered yet)
+    assert stack.call("reconcile", launch_result(job, sids[0])) == {"outcome": "written"}
+    follow_up = stream_batch((f"EXEC#{execution_id}", "WAVE#0001"))
 
     def burst(name: str, deliveries: int) -> list[threading.Thread]:
-        """`deliveries` copies of the same event and one sweep, all at once."""
+        """`deliveries` copies of the terminal write's stream record (the mapping delivers at least
+        once) and one sweep, all at once."""
         barrier = threading.Barrier(deliveries + 1)
 
         def caller(i: int) -> None:
@@ -281,7 +286,7 @@ def test_many_concurrent_callers_start_the_next_wave_exactly_once(
                 if i == deliveries:
                     stack.sweep()
                 else:
-                    stack.deliver(job, sids[0])
+                    stack.call("advance", follow_up)
             except BaseException as error:  # pragma: no cover - reported below
                 errors.append(error)
 
@@ -301,8 +306,8 @@ def test_many_concurrent_callers_start_the_next_wave_exactly_once(
             time.sleep(0.01)
         time.sleep(0.2)
 
-    # 8 deliveries and a sweep at once: the losers of the terminal write leave it to the winner,
-    # the winner (and whoever read the wave after it) decide to START wave 2 and reach the claim
+    # 8 deliveries and a sweep at once: all read wave 1 terminal, decide to START wave 2 and
+    # reach the claim
     first = burst("first", 8)
     settle(first)
     assert decided, "nobody decided to start wave 2"
@@ -436,10 +441,11 @@ def test_a_crash_at_any_step_of_the_start_protocol_starts_each_wave_exactly_once
             # StartRecovery answered (the job exists), death before the job id is written
             crash = once(Executions._record_job)
             monkeypatch.setattr(Executions, "_record_job", crash)
-        elif case == "after_terminal_write":  # wave 1 ended, death before advance
+        elif case == "after_terminal_write":  # wave 1 ended, its follow-up died before advance
             reconciler = services().reconciler
             crash = once(reconciler._advance)
             monkeypatch.setattr(reconciler, "_advance", crash)
+            stack.stream.max_retries = 0  # and the stream's retries ran out (the record went to the DLQ)
         else:  # before_finish: the last wave ended, death before the execution is finished
             reconciler = services().reconciler
             last = wave_key(execution_id, 3)
@@ -480,7 +486,7 @@ def test_a_crash_at_any_step_of_the_start_protocol_starts_each_wave_exactly_once
         assert "wave 2 repaired by the late retry" in log
         assert clock.moves == 1
     elif case == "after_terminal_write":
-        # The retry was lost too: the sweep advanced the unfinished execution
+        # The stream gave the record up too: the sweep advanced the unfinished execution
         assert "wave 2 repaired by a sweep" in log
         assert clock.moves == 0
     else:
@@ -902,6 +908,7 @@ def test_a_crash_between_the_terminal_write_and_publishing_loses_no_event(
 
     crash = once(Publisher.publish, wave_one)
     monkeypatch.setattr(Publisher, "publish", crash)
+    stack.stream.max_retries = 0  # the follow-up dies and the stream gives its record up
     with pytest.raises(Crash):
         stack.deliver(job, sids[0])
     # The wave is terminal and its event waits in its outbox; nothing was published
