@@ -10,7 +10,20 @@ export PYTHONDONTWRITEBYTECODE := 1
 PROFILE ?= quick
 FIGURES := build/reliability
 
-.PHONY: demo test lint pytest venv bundle costs clean browser replay invoke reliability mutation bench
+.PHONY: demo test lint pytest venv bundle package costs clean browser replay invoke reliability mutation bench
+
+# The Lambda artifact (serverless.yml's package.artifact) and what it is built from.
+BUNDLE_ZIP := build/drs-wave-reconciler.zip
+BUNDLE_SOURCES := requirements.txt $(shell find handlers reconciler schemas -type f ! -path '*/__pycache__/*' ! -name '*.pyc')
+# Node tools (package-lock.json): `npm ci` runs again only when the lock file is newer than this.
+NODE_STAMP := node_modules/.ci-stamp
+# Packaged templates: the default stage (dev) in .serverless/, one more stage with its own options.
+PROD_PACKAGE := .serverless-prod
+PROD_OPTIONS := --stage prod --region eu-west-1
+# osls packages offline: no credentials, no AWS profile or config read, no network.
+OSLS := env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY \
+	-u AWS_SESSION_TOKEN AWS_SDK_LOAD_CONFIG=0 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+	node_modules/.bin/osls
 
 venv: $(STAMP)
 
@@ -51,9 +64,10 @@ SCALE ?= default
 bench: $(STAMP)
 	$(BIN)/python -m bench --scale $(SCALE) $(ARGS)
 
-## Lint, type-check, check the layers, run every test (the browser test needs `browser`; the
-## reliability battery runs its quick profile), then mutation testing and the reliability figures.
-test: browser lint pytest
+## Lint, type-check, check the layers, package and lint the CloudFormation templates (the
+## tests/deploy tests read them), run every test (the browser test needs `browser`; the reliability
+## battery runs its quick profile), then mutation testing and the reliability figures.
+test: browser lint package pytest
 	$(BIN)/python -m tests.reliability.report --no-run --figures $(FIGURES)
 
 ## The reliability battery alone, with its figures (table, then one JSON line): PROFILE=quick|long.
@@ -75,9 +89,14 @@ pytest: $(STAMP)
 	RELIABILITY_FIGURES=$(FIGURES) $(BIN)/python -m pytest --junitxml=$(FIGURES)/junit.xml $(PYTEST_ARGS)
 
 ## The deployment artifact serverless.yml points at: our code plus requirements.txt built for
-## python3.12 on arm64 (the functions' runtime and architecture).
+## python3.12 on arm64 (the functions' runtime and architecture). Always rebuilds; `package`
+## rebuilds it only when the code or requirements.txt changed.
 bundle: $(STAMP)
-	rm -rf build/bundle build/drs-wave-reconciler.zip
+	rm -f $(BUNDLE_ZIP)
+	@$(MAKE) --no-print-directory $(BUNDLE_ZIP)
+
+$(BUNDLE_ZIP): $(BUNDLE_SOURCES) | $(STAMP)
+	rm -rf build/bundle $(BUNDLE_ZIP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --platform manylinux2014_aarch64 \
 		--implementation cp --python-version 3.12 --only-binary=:all: --target build/bundle -r requirements.txt
 	cp -r handlers reconciler schemas build/bundle/
@@ -88,5 +107,19 @@ bundle: $(STAMP)
 	else echo "python3.12 not found: the bundle ships without bytecode (slower cold starts)"; fi
 	$(BIN)/python -c "import shutil; shutil.make_archive('build/drs-wave-reconciler', 'zip', 'build/bundle')"
 
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## The CloudFormation templates osls builds from serverless.yml, offline, then cfn-lint on both:
+## dev (default stage) in .serverless/, prod (PROD_OPTIONS, params.prod) in .serverless-prod/.
+## W3005 is osls's own redundant DependsOn. Prod first: packaging elsewhere deletes .serverless/.
+package: $(NODE_STAMP) $(BUNDLE_ZIP) | $(STAMP)
+	rm -rf .serverless $(PROD_PACKAGE)
+	$(OSLS) package $(PROD_OPTIONS) --package $(PROD_PACKAGE)
+	$(OSLS) package
+	$(BIN)/cfn-lint --ignore-checks W3005 -- .serverless/cloudformation-template-update-stack.json \
+		$(PROD_PACKAGE)/cloudformation-template-update-stack.json
+
 clean:
-	rm -rf $(VENV) build mutants node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
+	rm -rf $(VENV) build mutants node_modules .serverless $(PROD_PACKAGE) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
