@@ -79,7 +79,8 @@ class StreamDelivery:
                 if error is not None:
                     if raise_failures:
                         raise error
-                    return delivered
+                    if self._failed_attempts:  # to be retried: nothing newer goes first
+                        return delivered
         finally:
             self._lock.release()
 
