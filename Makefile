@@ -10,7 +10,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 PROFILE ?= quick
 FIGURES := build/reliability
 
-.PHONY: demo test lint pytest venv bundle package costs clean browser replay invoke reliability mutation bench
+.PHONY: demo test lint pytest venv bundle package deploy remove costs clean browser replay invoke reliability mutation bench
 
 # The Lambda artifact (serverless.yml's package.artifact) and what it is built from.
 BUNDLE_ZIP := build/drs-wave-reconciler.zip
@@ -120,6 +120,17 @@ package: $(NODE_STAMP) $(BUNDLE_ZIP) | $(STAMP)
 	$(OSLS) package
 	$(BIN)/cfn-lint --ignore-checks W3005 -- .serverless/cloudformation-template-update-stack.json \
 		$(PROD_PACKAGE)/cloudformation-template-update-stack.json
+
+## Deploy to the AWS account of your credentials (never run by the tests): the pinned osls, the
+## zip the tests ran, the stage's params. STAGE=prod REGION=eu-west-1; `remove` tears down (the
+## table is retained).
+STAGE ?= dev
+REGION ?= us-east-1
+deploy: $(NODE_STAMP) $(BUNDLE_ZIP)
+	node_modules/.bin/osls deploy --stage $(STAGE) --region $(REGION)
+
+remove: $(NODE_STAMP)
+	node_modules/.bin/osls remove --stage $(STAGE) --region $(REGION)
 
 clean:
 	rm -rf $(VENV) build mutants node_modules .serverless $(PROD_PACKAGE) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
