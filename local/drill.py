@@ -34,6 +34,17 @@ def start_drill(stack: LiveStack, plan: dict[str, Any] | None = None) -> str:
     body = {"name": plan["name"], "isDrill": plan["isDrill"], "waves": waves}
     status, _, document = stack.http("POST", "/executions", body=body)
     if status != 202:
-        raise RuntimeError(f"POST /executions answered {status}: {document}")
+        # Who else asked DRS to start these servers (an intermittent 409 in `make bench` is
+        # undiagnosed; the callers' tags name the execution and wave that asked)
+        first = set(waves[0]["sourceServerIds"])
+        starts = [
+            request.get("tags")
+            for name, request in list(stack.sim.calls)
+            if name == "StartRecovery" and first & {s["sourceServerID"] for s in request["sourceServers"]}
+        ]
+        raise RuntimeError(
+            f"POST /executions answered {status}: {document}; StartRecovery calls for wave 1's "
+            f"servers, by their tags: {starts}"
+        )
     execution_id: str = document["executionId"]
     return execution_id
