@@ -13,6 +13,7 @@ its function, one batch at a time, as Lambda's event source mapping does for a s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -180,8 +181,10 @@ class LocalEventBus:
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         """Call the function's handler as Lambda would (synchronously, in this thread)."""
         self.invocations[function] += 1
-        handler = self.functions[function].load()
-        result = handler(event, LambdaContext(function_name=function))
+        spec = self.functions[function]
+        handler = spec.load()
+        with serverless.HTTP_INVOCATION_LOCK if spec.serves_http else contextlib.nullcontext():
+            result = handler(event, LambdaContext(function_name=function))
         self.results.append((function, event, result))
         return result
 

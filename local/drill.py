@@ -34,8 +34,8 @@ def start_drill(stack: LiveStack, plan: dict[str, Any] | None = None) -> str:
     body = {"name": plan["name"], "isDrill": plan["isDrill"], "waves": waves}
     status, _, document = stack.http("POST", "/executions", body=body)
     if status != 202:
-        # Who else asked DRS to start these servers (an intermittent 409 in `make bench` is
-        # undiagnosed; the callers' tags name the execution and wave that asked)
+        # Who else asked DRS to start these servers (their tags name the execution and wave):
+        # how two requests handled at once were found to cross (local.serverless)
         first = set(waves[0]["sourceServerIds"])
         starts = [
             request.get("tags")

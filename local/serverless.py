@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -44,12 +45,25 @@ def table_properties(path: Path = SERVERLESS) -> dict[str, Any]:
     return found
 
 
+# Powertools' HTTP resolver keeps the request being handled in class state (`BaseRouter.
+# current_event`), shared by every resolver in the process: fine in Lambda (one invocation per
+# process), but two requests handled at once in one local process would read each other's event
+# (a POST would create an execution from another POST's body). The local stacks therefore handle
+# one HTTP request at a time, under this lock.
+HTTP_INVOCATION_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
     handler: str  # "handlers/reconcile.handler"
     retries: int  # Lambda's async retries (maximumRetryAttempts, default 2)
     events: tuple[dict[str, Any], ...]
+
+    @property
+    def serves_http(self) -> bool:
+        """Behind an `httpApi` route (its handler is a Powertools HTTP resolver)."""
+        return any("httpApi" in event for event in self.events)
 
     def load(self) -> Callable[[dict[str, Any], Any], Any]:
         """The handler callable, imported the way Lambda resolves `handler:`."""

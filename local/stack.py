@@ -9,6 +9,7 @@ instance from DescribeInstances for a while) and counts every AWS API call by se
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -21,7 +22,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from local import moto_lock, moto_speed
+from local import moto_lock, moto_speed, serverless
 from local.drs_fake import DrsFake, DrsFakeServer
 from local.lambda_events import LambdaContext, http_event, launch_result
 from local.serverless import table_properties
@@ -83,6 +84,7 @@ class LocalStack:
         self.fake = DrsFake(seed=seed, max_servers_per_job=max_servers_per_job, clock=clock)
         self.counter = CallCounter()
         self.calls_by_function = CallsByFunction()
+        self._http_functions = {f.name for f in serverless.functions().values() if f.serves_http}
         self._hidden: set[str] = set()
         self.published: list[dict[str, Any]] = []  # our own events EventBridge accepted, in order
         self._env = {
@@ -218,9 +220,11 @@ class LocalStack:
     def call(self, function: str, event: dict[str, Any]) -> Any:
         """Call one handler, nothing after it."""
         module = importlib.import_module(f"handlers.{function}")
+        http = function in self._http_functions
         outer, self.calls_by_function.current = self.calls_by_function.current, function
         try:
-            return module.handler(event, LambdaContext(function_name=function))
+            with serverless.HTTP_INVOCATION_LOCK if http else contextlib.nullcontext():
+                return module.handler(event, LambdaContext(function_name=function))
         finally:
             self.calls_by_function.current = outer
 
