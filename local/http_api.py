@@ -52,6 +52,9 @@ class Route:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Requests are handled one at a time (local.serverless.HTTP_INVOCATION_LOCK), so a burst of
+    # clients (the bench's 32 POSTs at once) waits in the listen backlog: the default 5 reset them.
+    request_queue_size = 256
     routes: list[Route]
     invoke: Invoke
 
