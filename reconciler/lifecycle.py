@@ -75,9 +75,29 @@ def outbox_is_orphaned(updated_at: str, now: datetime) -> bool:
     return now >= parse_time(updated_at) + OUTBOX_GRACE
 
 
+def start_is_deferred(wave: WaveRecord) -> bool:
+    """DRS refused this wave's last start for a passing reason: nothing was started, nothing is
+    under way, and the start is tried again from `start_retry_at` on."""
+    return wave.start_retry_at is not None
+
+
 def claim_is_fresh(wave: WaveRecord, now: datetime, start_grace: timedelta) -> bool:
-    """A start claimed less than `start_grace` ago may still be under way: never start again."""
-    return wave.start_requested_at is not None and now < parse_time(wave.start_requested_at) + start_grace
+    """A start claimed less than `start_grace` ago may still be under way: never start again.
+    A deferred start is under way nowhere (DRS proved it started nothing)."""
+    return (
+        wave.start_requested_at is not None
+        and not start_is_deferred(wave)
+        and now < parse_time(wave.start_requested_at) + start_grace
+    )
+
+
+def never_started(wave: WaveRecord) -> bool:
+    """A PENDING wave no DRS job can exist for: never claimed, or its start deferred."""
+    return (
+        wave.status is WaveStatus.PENDING
+        and wave.job_id is None
+        and (wave.start_requested_at is None or start_is_deferred(wave))
+    )
 
 
 def plan_next(
@@ -103,6 +123,11 @@ def plan_next(
             reason = f"not started: wave {first.wave_number} ended {first.status.value} (stopOnPartial)"
             return Step(Action.CANCEL_REST, wave.wave_number, reason)
         if claimed:
+            if start_is_deferred(wave):
+                assert wave.start_retry_at is not None
+                if now < parse_time(wave.start_retry_at):
+                    return Step(Action.NONE, wave.wave_number, f"start deferred: {wave.start_problem}")
+                return Step(Action.START, wave.wave_number, "deferred start due")
             if claim_is_fresh(wave, now, start_grace):
                 return Step(Action.NONE, wave.wave_number, "start under way")
             return Step(Action.START, wave.wave_number, "start claim expired")

@@ -74,6 +74,12 @@ class Publisher:
             {"executionId": wave.execution_id, "waveNumber": wave.wave_number},
         )
 
+    def flush_waves(self, waves: Sequence[WaveRecord]) -> None:
+        """Publish the events of waves this caller just ended (the sweep retries what fails)."""
+        for wave in waves:
+            if wave.outbox:
+                self.flush_wave(wave)
+
     def flush_execution(self, execution: ExecutionRecord) -> ExecutionRecord:
         """The same for the execution item (its Execution Completed event)."""
 

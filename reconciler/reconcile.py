@@ -8,7 +8,8 @@ merge never moves backwards, so reusing the observation is safe and costs no ext
 A wave found or made terminal then publishes its Wave Completed event and advances the execution
 (start the next wave, pause, finish), so waves move on from events alone. The event function's
 reconciler hands those two steps off instead (no publisher, no `advance`: its role may not start
-recovery): the table's stream delivers its terminal write to `take_over`, in a function that may.
+recovery): the table's stream delivers its terminal write to `follow_up`, in a function that may.
+The follow-up (publish, advance) has that one name wherever it runs.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from schemas.records import WaveRecord
 from schemas.times import iso_z, parse_time
 
 from .core import awaiting_job_end, complete_before_green_violations, next_state, resolve_start
-from .errors import PermanentError, TemporaryError, VersionConflict
-from .lifecycle import outbox_is_orphaned
+from .errors import PermanentError, ReconcilerError, VersionConflict
+from .lifecycle import outbox_is_orphaned, start_is_deferred
 from .observability import MetricUnit, logger, metrics_count
 from .observation import Observation
 from .observe import DrsObserver
 from .outbox import Publisher
+from .retry import AGAIN, Again, RetryPolicy
 from .store import WaveKey, WaveStore, wave_from_item
+
+# A later settle look starts only with this much of the invocation left after it (one look is a
+# DescribeJobs and a GetItem, plus a write; the SDK's own retries can stretch it).
+SETTLE_RESERVE_MS = 10_000
 
 
 class Outcome(enum.StrEnum):
@@ -47,7 +53,7 @@ class Reconciler:
         clock: Callable[[], datetime],
         *,
         ec2_grace: timedelta,
-        conflict_retries: int,
+        policy: RetryPolicy,
         start_grace: timedelta = timedelta(minutes=5),
         publisher: Publisher | None = None,
         advance: Callable[[str], object] | None = None,
@@ -65,9 +71,9 @@ class Reconciler:
         self._clock = clock
         self._grace = ec2_grace
         self._start_grace = start_grace
-        self._retries = conflict_retries
+        self._policy = policy
 
-    def reconcile_job(self, job_id: str) -> Outcome:
+    def reconcile_job(self, job_id: str, *, time_left_ms: Callable[[], int] | None = None) -> Outcome:
         """Entry point for an event: the job id names the wave, nothing else is trusted.
 
         When every server's launch is over but the wave is not terminal yet (DRS completes the
@@ -75,7 +81,10 @@ class Reconciler:
         `settle_interval` seconds (from the start of one look to the next), at most
         `settle_checks` times: the wave turns terminal about a
         second after DRS's truth does, instead of at the next sweep. Later looks reuse what the
-        earlier one saw, so they cost one DescribeJobs and one GetItem each.
+        earlier one saw, so they cost one DescribeJobs and one GetItem each. They stop while the
+        invocation (`time_left_ms`, Lambda's context) still has time to end cleanly, and a later
+        look that fails after a write landed is logged, not raised: the write stands, the sweep
+        finishes the wave, and Lambda does not retry (or dead-letter) an event already handled.
         """
         key = self._store.find_wave_by_job(job_id)
         if key is None:
@@ -88,25 +97,40 @@ class Reconciler:
         for _check in range(self._settle_checks):
             if wave is None or not awaiting_job_end(wave):
                 break
+            pause = max(0.0, self._settle_interval - (time.monotonic() - looked_at))
+            if time_left_ms is not None and time_left_ms() < pause * 1000 + SETTLE_RESERVE_MS:
+                metrics_count("SettleCut")
+                logger.info("settle looks stop: the invocation is ending", extra=_keys(wave))
+                break
             # a look every `settle_interval` seconds, however long each look took
-            self._sleep(max(0.0, self._settle_interval - (time.monotonic() - looked_at)))
+            self._sleep(pause)
             metrics_count("SettleChecks")
             looked_at = time.monotonic()
-            outcome, wave, seen = self._reconcile(key, known=seen)
+            try:
+                outcome, wave, seen = self._reconcile(key, known=seen)
+            except ReconcilerError as error:
+                if not wrote:
+                    raise
+                metrics_count("SettleLookFailed")
+                logger.warning(
+                    "a later look failed; the sweep finishes the wave",
+                    extra={"jobId": job_id, "error": str(error)},
+                )
+                break
             wrote = wrote or outcome is Outcome.WRITTEN
         return Outcome.WRITTEN if wrote else outcome
 
     def reconcile_wave(self, key: WaveKey) -> Outcome:
         return self._reconcile(key, known=None)[0]
 
-    def take_over(self, key: WaveKey) -> Outcome:
+    def follow_up(self, key: WaveKey) -> Outcome:
         """Follow up a terminal write that a hand-off reconciler made (the stream names its item):
         publish the wave's pending events and take the execution's next step, as that writer
         would have. A wave that is not terminal (or is gone) needs nothing."""
         wave = self._store.get_wave(key)
         if wave is None or not wave.is_terminal:
             return Outcome.UNCHANGED
-        self._after_terminal(wave, written_now=True)
+        self._follow_up(wave, written_now=True)
         return Outcome.TERMINAL
 
     def _reconcile(
@@ -119,13 +143,15 @@ class Reconciler:
             logger.warning("wave vanished", extra={"pk": key.pk, "sk": key.sk})
             return Outcome.UNKNOWN_JOB, None, None
         if stored.is_terminal:
-            self._after_terminal(stored, written_now=False)  # a retry after a crash, or the sweep
+            self._follow_up(stored, written_now=False)  # a retry after a crash, or the sweep
             return Outcome.TERMINAL, stored, None
         metrics_count("Reconciles")
         job_id = stored.job_id
         if job_id is None:
             if stored.start_requested_at is None:
                 return Outcome.NO_JOB, stored, None
+            if start_is_deferred(stored):  # DRS refused it: no job to adopt; the runner retries it
+                return Outcome.UNCHANGED, stored, None
             now = self._clock()  # before looking: a job created after this look is not missed
             found = self._observer.find_started_job(
                 stored.execution_id, stored.wave_number, stored.start_requested_at
@@ -147,7 +173,9 @@ class Reconciler:
     ) -> tuple[Outcome, WaveRecord | None]:
         """Write `desired_of(stored)` once if it differs; on a lost race, recompute from the
         winner's record (the merge never moves back, so the same observation is safe to reuse)."""
-        for _attempt in range(self._retries):
+
+        def attempt() -> tuple[Outcome, WaveRecord | None] | Again:
+            nonlocal stored
             desired = desired_of(stored)
             if desired == stored:
                 metrics_count("SkippedWrites")
@@ -165,14 +193,15 @@ class Reconciler:
                 if current is None:
                     return Outcome.UNKNOWN_JOB, None
                 stored = current
-                continue
+                return AGAIN
             self._record_write(stored, written)
             if written.is_terminal:
-                self._after_terminal(written, written_now=True)
+                self._follow_up(written, written_now=True)
             return Outcome.WRITTEN, written
-        raise TemporaryError(f"gave up after {self._retries} version conflicts on {key.pk}/{key.sk}")
 
-    def _after_terminal(self, wave: WaveRecord, *, written_now: bool) -> None:
+        return self._policy.run(attempt, what=f"reconcile {key.pk}/{key.sk}")
+
+    def _follow_up(self, wave: WaveRecord, *, written_now: bool) -> None:
         """Publish the wave's pending events and take the execution's next step (start the next
         wave, pause, finish). Both are idempotent; the sweep repeats them if this dies. Events
         are published by the writer of the transition, or by anyone once they are orphaned (so

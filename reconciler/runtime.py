@@ -21,6 +21,7 @@ from .executions import Executions
 from .observe import DrsObserver
 from .outbox import Publisher
 from .reconcile import Reconciler
+from .retry import RetryPolicy
 from .settings import Settings
 from .store import WaveStore
 from .sweep import Sweeper
@@ -56,6 +57,10 @@ class Services:
         store = WaveStore(clients.dynamodb, settings.table_name, page_size=settings.page_size)
         observer = DrsObserver(clients.drs, clients.ec2, clock, page_size=settings.page_size)
         publisher = Publisher(clients.events, store, clock, bus_name=settings.event_bus_name)
+        policy = RetryPolicy(
+            conflict_attempts=settings.conflict_retries,
+            start_window=timedelta(seconds=settings.start_retry_window_seconds),
+        )
         executions = Executions(
             store,
             drs=clients.drs,
@@ -67,7 +72,9 @@ class Services:
             page_size=settings.page_size,
             start_grace=timedelta(seconds=settings.start_grace_seconds),
             retention=timedelta(days=settings.retention_days),
+            policy=policy,
             publisher=publisher,
+            sleep=sleep,
         )
         reconciler_of = partial(
             Reconciler,
@@ -75,7 +82,7 @@ class Services:
             observer,
             clock,
             ec2_grace=timedelta(seconds=settings.ec2_grace_seconds),
-            conflict_retries=settings.conflict_retries,
+            policy=policy,
             start_grace=timedelta(seconds=settings.start_grace_seconds),
             settle_checks=math.ceil(settings.settle_seconds / settings.settle_interval_seconds),
             settle_interval=settings.settle_interval_seconds,

@@ -19,9 +19,12 @@ class Settings(BaseModel):
     # Well above the timeouts of every function that starts jobs (start 25 s, advance 60 s,
     # sweep 120 s), so a claim this old belongs to a caller that is gone (docs/start-protocol.md).
     start_grace_seconds: int = Field(default=300, ge=60, le=86_400)
+    # How long a start DRS refuses for a passing reason (throttling, the concurrent-job quota, DRS
+    # unreachable) is tried again before its wave FAILS (docs/start-protocol.md).
+    start_retry_window_seconds: int = Field(default=3600, ge=60, le=86_400)
     max_servers_per_wave: int = Field(default=100, ge=1, le=200)
     sweep_concurrency: int = Field(default=8, ge=1, le=64)
-    conflict_retries: int = Field(default=5, ge=1, le=50)
+    conflict_retries: int = Field(default=6, ge=1, le=50)  # the one retry policy's version races
     # After the last Launch Result event of a wave, how long its reconcile keeps checking for the
     # job's completion (DRS sends no event for it) before leaving the wave to the sweep. Well
     # inside the reconcile function's 60 s timeout; 0 turns the wait off.
@@ -37,6 +40,7 @@ class Settings(BaseModel):
             "table_name": "TABLE_NAME",
             "ec2_grace_seconds": "EC2_GRACE_SECONDS",
             "start_grace_seconds": "START_GRACE_SECONDS",
+            "start_retry_window_seconds": "START_RETRY_WINDOW_SECONDS",
             "max_servers_per_wave": "MAX_SERVERS_PER_WAVE",
             "sweep_concurrency": "SWEEP_CONCURRENCY",
             "conflict_retries": "CONFLICT_RETRIES",

@@ -93,6 +93,9 @@ class WaveDocument(_ApiModel):
     start_time: str | None
     end_time: str | None
     error: str | None = None
+    # While DRS refuses a start for a passing reason: why, and when it is tried again.
+    start_problem: str | None = None
+    start_retry_at: str | None = None
     pause_before_wave: bool = False
     servers: list[ServerDocument]
 

@@ -114,6 +114,12 @@ class WaveRecord(_Record):
     is_drill: bool
     job_id: str | None = None
     start_requested_at: str | None = None
+    # A start DRS refused for a reason that passes (throttling, quota, unreachable): nothing was
+    # started; the start is tried again from `start_retry_at` on, until the retry window since
+    # `start_deferred_since` runs out. `start_problem` says why, for the operator.
+    start_retry_at: str | None = None
+    start_deferred_since: str | None = None
+    start_problem: str | None = None
     start_time: str | None = None
     end_time: str | None = None
     job_end_time: str | None = None

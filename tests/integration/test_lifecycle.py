@@ -16,13 +16,13 @@ import pytest
 
 from local.lambda_events import launch_result, stream_batch
 from local.stack import LocalStack
-from reconciler import executions as executions_module
+from reconciler import runner as runner_module
 from reconciler import runtime
-from reconciler.executions import Executions
 from reconciler.lifecycle import Action, Step, stable_event_id
 from reconciler.observe import TAG_EXECUTION, TAG_WAVE, job_tags
 from reconciler.outbox import Publisher
 from reconciler.runtime import services
+from reconciler.starts import Starter
 from reconciler.store import WaveStore, wave_key
 from schemas.records import WaveStatus
 from schemas.times import parse_time
@@ -426,8 +426,8 @@ def test_a_crash_at_any_step_of_the_start_protocol_starts_each_wave_exactly_once
     log: list[str] = []
     if case == "post_after_create":
         # The POST dies after its transaction (wave 1 claimed) and before StartRecovery
-        crash = once(Executions._start, lambda self, wave: wave.wave_number == 1)
-        monkeypatch.setattr(Executions, "_start", crash)
+        crash = once(Starter.start_claimed, lambda self, wave: wave.wave_number == 1)
+        monkeypatch.setattr(Starter, "start_claimed", crash)
         with pytest.raises(Crash):
             stack.http("POST", "/executions", body=body)
         execution_id = _find_execution_id(stack)
@@ -435,12 +435,12 @@ def test_a_crash_at_any_step_of_the_start_protocol_starts_each_wave_exactly_once
     else:
         execution_id = post(stack, body)["executionId"]
         if case == "after_claim":  # wave 2 claimed, then death before StartRecovery
-            crash = once(Executions._start, lambda self, wave: wave.wave_number == 2)
-            monkeypatch.setattr(Executions, "_start", crash)
+            crash = once(Starter.start_claimed, lambda self, wave: wave.wave_number == 2)
+            monkeypatch.setattr(Starter, "start_claimed", crash)
         elif case.startswith("after_start_answered"):
             # StartRecovery answered (the job exists), death before the job id is written
-            crash = once(Executions._record_job)
-            monkeypatch.setattr(Executions, "_record_job", crash)
+            crash = once(Starter.record_job)
+            monkeypatch.setattr(Starter, "record_job", crash)
         elif case == "after_terminal_write":  # wave 1 ended, its follow-up died before advance
             reconciler = services().reconciler
             crash = once(reconciler._advance)
@@ -672,7 +672,7 @@ def test_a_cancel_between_the_start_decision_and_the_claim_wins(
 ):
     execution_id = post(stack, plan(stack))["executionId"]
     job, sids = run_job(stack, execution_id, 1)
-    original_plan_next = executions_module.plan_next
+    original_plan_next = runner_module.plan_next
     cancelled: list[int] = []
 
     def plan_then_cancel(*args: Any, **kwargs: Any) -> Step:
@@ -681,7 +681,7 @@ def test_a_cancel_between_the_start_decision_and_the_claim_wins(
             cancelled.append(stack.http("POST", f"/executions/{execution_id}/cancel")[0])
         return step
 
-    monkeypatch.setattr(executions_module, "plan_next", plan_then_cancel)
+    monkeypatch.setattr(runner_module, "plan_next", plan_then_cancel)
     stack.deliver(job, sids[0])
     assert cancelled == [200]
     assert _settle_after_cancel_race(stack, execution_id) == "wave 2 never started"
@@ -713,15 +713,15 @@ def test_a_cancel_between_the_claim_and_start_recovery_lets_the_claimed_wave_run
 ):
     execution_id = post(stack, plan(stack))["executionId"]
     job, sids = run_job(stack, execution_id, 1)
-    original = Executions._start
+    original = Starter.start_claimed
     statuses: list[int] = []
 
-    def cancel_then_start(self: Executions, wave: Any) -> Any:
+    def cancel_then_start(self: Starter, wave: Any) -> Any:
         if wave.wave_number == 2 and not statuses:
             statuses.append(stack.http("POST", f"/executions/{execution_id}/cancel")[0])
         return original(self, wave)
 
-    monkeypatch.setattr(Executions, "_start", cancel_then_start)
+    monkeypatch.setattr(Starter, "start_claimed", cancel_then_start)
     stack.deliver(job, sids[0])
     assert statuses == [200]
     # The claimed wave was left to its claimer (which started it); only wave 3 was cancelled

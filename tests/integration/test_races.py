@@ -17,6 +17,7 @@ import pytest
 
 from local.stack import LocalStack
 from reconciler.reconcile import Reconciler
+from reconciler.retry import RetryPolicy
 from reconciler.runtime import services
 from reconciler.store import WaveStore, _to_attrs, wave_key
 from schemas.records import WaveRecord
@@ -151,7 +152,7 @@ def test_a_slow_handler_cannot_erase_what_a_faster_one_wrote(stack: LocalStack, 
         Interleaving(stale_observation, faster_handler),  # type: ignore[arg-type]
         lambda: stale_observation.observed_at,
         ec2_grace=timedelta(minutes=15),
-        conflict_retries=5,
+        policy=RetryPolicy(conflict_attempts=5),
     )
     # When the slow handler writes after the fast one
     slow.reconcile_wave(wave_key(doc["executionId"], 1))

@@ -89,7 +89,7 @@ def test_a_start_whose_job_id_could_not_be_recorded_is_adopted_by_the_sweep(stac
 
 
 def test_a_read_timeout_on_start_is_not_retried_and_is_resolved_by_the_sweep(stack: LocalStack, mocker):
-    client = services().executions._drs_start
+    client = services().executions.starter._drs_start
     original = client.start_recovery
 
     def timeout_after_starting(**kwargs: Any) -> Any:
@@ -243,14 +243,17 @@ def test_starting_a_wave_whose_earlier_job_already_finished_adopts_it_instead_of
     assert stack.fake.call_counts()["StartRecovery"] == 2  # wave 1's and the earlier one; none now
 
 
-def test_when_drs_cannot_be_reached_nothing_started_and_the_answer_is_503(stack: LocalStack, mocker):
-    client = services().executions._drs_start
+def test_when_drs_cannot_be_reached_nothing_started_the_execution_is_accepted_and_deferred(
+    stack: LocalStack, mocker
+):
+    client = services().executions.starter._drs_start
     mocker.patch.object(
         client, "start_recovery", side_effect=EndpointConnectionError(endpoint_url="http://drs")
     )
     status, _, reply = stack.http("POST", "/executions", body=plan_body(stack))
-    assert status == 503, reply
-    assert [w["status"] for w in reply["execution"]["waves"]] == ["FAILED", "CANCELLED"]
+    assert status == 202, reply
+    assert [w["status"] for w in reply["waves"]] == ["PENDING", "PENDING"]
+    assert "DrsUnreachable" in reply["waves"][0]["startProblem"]
     assert jobs(stack) == []
 
 
@@ -274,7 +277,8 @@ def test_a_refused_start_that_cannot_be_recorded_is_ended_by_the_sweep(
 def test_throttled_starts_are_retried_a_bounded_number_of_times(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(services().executions, "_sleep", lambda _: None)
+    monkeypatch.setattr(runtime, "SLEEP", lambda _: None)
+    runtime.reset()
     stack.fake.throttle_next("StartRecovery", 2)
     status, _, document = stack.http("POST", "/executions", body=plan_body(stack))
     assert status == 202, document

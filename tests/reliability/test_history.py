@@ -25,6 +25,7 @@ from local.stack import LocalStack, snapshot
 from reconciler import runtime
 from reconciler.errors import TemporaryError
 from reconciler.reconcile import Reconciler
+from reconciler.retry import RetryPolicy
 from reconciler.runtime import services
 from reconciler.store import WaveStore, _to_attrs, _version_guard, from_attrs, wave_key
 from schemas.records import ServerRecord, WaveRecord
@@ -103,7 +104,7 @@ class Race:
             Interleaving(stale, faster),  # type: ignore[arg-type]
             lambda: stale.observed_at,
             ec2_grace=timedelta(minutes=15),
-            conflict_retries=5,
+            policy=RetryPolicy(conflict_attempts=5),
         )
         slow.reconcile_wave(wave_key(execution_id, number))
 
