@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from reconciler.errors import PermanentError
+from reconciler.errors import PermanentError, TemporaryError
 from reconciler.observability import logger, metrics, metrics_count, tracer
 from reconciler.runtime import services
 from reconciler.store import WaveKey
@@ -37,11 +37,15 @@ def follow_up(record: DynamoDBRecord) -> None:
         return
     logger.append_keys(executionId=pk.removeprefix("EXEC#"), waveNumber=sk.removeprefix("WAVE#").lstrip("0"))
     try:
-        outcome = services().reconciler.take_over(WaveKey(pk, sk))
+        outcome = services().reconciler.follow_up(WaveKey(pk, sk))
     except PermanentError as error:  # retrying cannot help; the sweep retries after a fix
         logger.error("follow-up failed permanently", extra={"error": str(error)})
         metrics_count("PermanentErrors")
         return
+    except TemporaryError as error:  # the record is reported failed: the stream retries from it
+        logger.warning("follow-up failed temporarily; retried", extra={"error": str(error)})
+        metrics_count("TemporaryErrors")
+        raise
     logger.info("wave followed up", extra={"outcome": outcome.value})
 
 

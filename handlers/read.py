@@ -13,23 +13,15 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.documents import matches, read_execution
-from reconciler.errors import TemporaryError
 from reconciler.observability import logger, metrics, tracer
 from reconciler.runtime import read_store
 from schemas.api import EXECUTION_ID
 
-from .http import JSON, error, refuse_odd_request_lines
+from .http import JSON, answer_busy_with_503, error, refuse_odd_request_lines
 
 app = APIGatewayHttpResolver()
 app.use(middlewares=[refuse_odd_request_lines])
-
-
-def busy(problem: TemporaryError) -> Response[str]:
-    logger.warning("store busy", extra={"error": str(problem)})
-    return error(503, "temporarily unavailable, retry shortly", headers={"Retry-After": "2"})
-
-
-app.exception_handler(TemporaryError)(busy)
+answer_busy_with_503(app, retry_after="2")
 
 
 @app.get("/executions/<executionId>")

@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from reconciler.errors import PermanentError
+from reconciler.errors import PermanentError, TemporaryError
 from reconciler.observability import logger, metrics, metrics_count, tracer
 from reconciler.runtime import services
 from schemas.events import LaunchResultEvent
@@ -33,9 +33,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"outcome": "rejected", "problems": problems}
     logger.append_keys(eventId=parsed.id, jobId=parsed.detail.job_id, sourceServerId=parsed.source_server_id)
     try:
-        outcome = services().event_reconciler.reconcile_job(parsed.detail.job_id)
+        outcome = services().event_reconciler.reconcile_job(
+            parsed.detail.job_id, time_left_ms=context.get_remaining_time_in_millis
+        )
     except PermanentError as error:  # retrying cannot help; the sweep retries after a fix
         logger.error("reconcile failed permanently", extra={"error": str(error)})
         metrics_count("PermanentErrors")
         return {"outcome": "failed", "error": str(error)}
+    except TemporaryError as error:  # never acknowledged: raised, so Lambda retries the event
+        logger.warning("reconcile failed temporarily; retried", extra={"error": str(error)})
+        metrics_count("TemporaryErrors")
+        raise
     return {"outcome": outcome.value}

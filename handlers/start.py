@@ -1,9 +1,11 @@
 """Lambda: `POST /executions` records a plan and starts wave 1; resume and cancel operate on it.
 
 An invalid body gets 400 listing its problems (the first 20), a body that is not JSON by its
-content-type 415, one over 1 MB 413, and nothing is written or started. A start DRS
-refuses gets 409 (or 429 when DRS is throttling or over quota) with the recorded document; DRS
-unavailable before anything was written gets 503 with Retry-After.
+content-type 415, one over 1 MB 413, and nothing is written or started. A first wave DRS
+refuses for good (e.g. a server already in a job) gets 409 with the recorded document (FAILED;
+it never starts later); one DRS refuses for a passing reason (throttling, quota, unreachable) is
+accepted (202) with the wave's `startProblem` and `startRetryAt`, and started later. DRS or our
+table unavailable before anything was written gets 503 with Retry-After.
 `POST /executions/{id}/resume` (only from PAUSED) and `POST /executions/{id}/cancel` are
 conditional writes: of racing operations one wins, and a wrong-state request gets 409 saying why.
 """
@@ -17,17 +19,18 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.errors import PermanentError, TemporaryError
-from reconciler.executions import UNREACHABLE, NotFound, StartRejected, WrongState
+from reconciler.executions import NotFound, StartRejected, WrongState
 from reconciler.observability import logger, metrics, tracer
 from reconciler.plans import PlanInvalid, parse_plan
 from reconciler.runtime import services
 from schemas.api import EXECUTION_ID, BodyRefused, ErrorDocument, ExecutionDocument, decode_json_body
 
-from .http import JSON, error, refuse_odd_request_lines
+from .http import JSON, answer_busy_with_503, error, refuse_odd_request_lines
 
+RETRY_AFTER = "5"
 app = APIGatewayHttpResolver()
 app.use(middlewares=[refuse_odd_request_lines])
-BUSY_CODES = frozenset({"ThrottlingException", "ServiceQuotaExceededException"})
+answer_busy_with_503(app, retry_after=RETRY_AFTER)
 
 
 def _bad_request(problems: list[str]) -> Response[str]:
@@ -54,12 +57,12 @@ def create_execution() -> Response[str]:
     except PermanentError as broken:  # e.g. AccessDenied on DescribeSourceServers: ours, not the caller's
         logger.error("execution not started", extra={"error": str(broken)})
         return error(502, f"could not start: {broken}")
-    except TemporaryError as busy:
-        logger.warning("DRS busy, nothing started", extra={"error": str(busy)})
-        message = f"DRS is busy or unavailable, nothing was started; retry shortly ({busy})"
-        return error(503, message, headers={"Retry-After": "5"})
-    except StartRejected as rejected:
-        status = 503 if rejected.code == UNREACHABLE else 429 if rejected.code in BUSY_CODES else 409
+    except TemporaryError as busy:  # DRS or the table: throttled, a transaction in the way, 5xx
+        logger.warning("busy, nothing started", extra={"error": str(busy)})
+        message = f"DRS or the table is busy or unavailable, nothing was started; retry shortly ({busy})"
+        return error(503, message, headers={"Retry-After": RETRY_AFTER})
+    except StartRejected as rejected:  # refused for good: recorded FAILED, never started later
+        status = 409
         payload = {
             "message": f"DRS did not start wave 1: {rejected}",
             "execution": rejected.document.model_dump(by_alias=True),
@@ -86,7 +89,9 @@ def _operate(execution_id: str, operation: str) -> Response[str]:
     except WrongState as wrong:
         return error(409, str(wrong))
     except TemporaryError as busy:
-        return error(503, f"temporarily unavailable, retry shortly ({busy})", headers={"Retry-After": "5"})
+        return error(
+            503, f"temporarily unavailable, retry shortly ({busy})", headers={"Retry-After": RETRY_AFTER}
+        )
     logger.info(f"execution {operation}d")
     return Response(200, JSON, document.model_dump_json(by_alias=True))
 

@@ -4,7 +4,9 @@ Used by the tests and by `make demo`. The environment is pointed at the fakes th
 deployment would be configured (`TABLE_NAME`, `AWS_ENDPOINT_URL_DRS`), so the handlers run
 unmodified. The table is created from `serverless.yml`'s `resources`, never from a second copy.
 The stack also plays DRS/EC2 truth for tests (launch a server onto a real moto instance, hide an
-instance from DescribeInstances for a while) and counts every AWS API call by service.
+instance from DescribeInstances for a while) and counts every AWS API call by service. Its
+`faults` (`local.faults.CloudFaults`, nothing armed by default) make the handlers' clients meet
+AWS's failures: lost answers, 5xx, throttling, transaction conflicts, timeouts, IAM refusals.
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from moto import mock_aws
 
 from local import moto_lock, moto_speed, serverless
 from local.drs_fake import DrsFake, DrsFakeServer
+from local.faults import CloudFaults
 from local.lambda_events import LambdaContext, http_event, launch_result
 from local.serverless import table_properties
 from local.streams import StreamDelivery
 from reconciler import runtime
 from reconciler.observability import logger
+
+if TYPE_CHECKING:
+    from local.iam import RolePolicies
 
 REGION = "us-east-1"
 
@@ -80,12 +86,14 @@ class LocalStack:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log_level = log_level
+        self.seed = seed
         self.table_name = table_name
         self.fake = DrsFake(seed=seed, max_servers_per_job=max_servers_per_job, clock=clock)
         self.counter = CallCounter()
         self.calls_by_function = CallsByFunction()
         self._http_functions = {f.name for f in serverless.functions().values() if f.serves_http}
         self._hidden: set[str] = set()
+        self._policies: RolePolicies | None = None
         self.published: list[dict[str, Any]] = []  # our own events EventBridge accepted, in order
         self._env = {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -124,6 +132,12 @@ class LocalStack:
         self._mock.start()
         boto3.setup_default_session()
         events = boto3.DEFAULT_SESSION.events
+        # Before any client is built: a client copies the session's emitter when it is created.
+        # IAM is checked only once a test sets `stack.faults.enforce_iam = True`.
+        self.faults = CloudFaults(
+            seed=self.seed, iam=self._denied, current_function=lambda: self.calls_by_function.current
+        )
+        self.faults.install(events)
         events.register("before-call", self.counter)
         events.register("before-parameter-build", self.calls_by_function)
         events.register("after-call.ec2.DescribeInstances", self._hide_instances)
@@ -154,6 +168,15 @@ class LocalStack:
     @staticmethod
     def _reset_runtime() -> None:
         runtime.reset()
+
+    def _denied(self, function: str, service_operation: str, params: dict[str, Any]) -> list[str]:
+        """The IAM actions `function`'s role (serverless.yml) lacks for this call (read once, on
+        the first call checked: most stacks never enforce IAM)."""
+        if self._policies is None:
+            from local.iam import RolePolicies  # noqa: PLC0415 (loaded only when IAM is enforced)
+
+            self._policies = RolePolicies.from_serverless()
+        return self._policies.denied(function, service_operation, params)
 
     # -- DRS / EC2 truth -----------------------------------------------------------------------
 

@@ -8,11 +8,21 @@ index's writes spread).
 Every mutable item carries `version`; `_version_guard` states the rule once, after PynamoDB:
 no stored version means the item must not exist, otherwise the stored version must equal the
 one we read, and the write stores the next one (I3, I4).
+
+A lost answer is not a failed write. botocore re-sends a request whose answer was lost (a 5xx,
+a read timeout); when the first attempt committed, the re-sent conditional write fails its own
+condition. So every write also stores a fresh write id (`writeId`, one uuid4 per logical write
+call) in the same request, and a failed condition whose stored item carries our write id and the
+version we meant to write is our own committed attempt: success (`LostAnswerRecovered`), not a
+VersionConflict. Transactions also send an explicit `ClientRequestToken` (DynamoDB answers a
+re-send within 10 minutes as the success it was) and apply the same write-id rule to every
+failed action, for a token that expired.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,12 +30,19 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from schemas.records import ExecutionRecord, WaveRecord
 
-from .errors import PermanentError, TemporaryError, VersionConflict, classify_aws_error, client_error_code
+from .errors import (
+    PermanentError,
+    VersionConflict,
+    cancellation_reasons,
+    classify_aws_error,
+    client_error_code,
+)
 from .lifecycle import with_wave_event
+from .observability import logger, metrics_count
 
 JOB_INDEX = "byJob"
 INFLIGHT_INDEX = "inflight"
@@ -34,6 +51,7 @@ ITEM_LIMIT_BYTES = 400 * 1024
 ITEM_GUARD_BYTES = 350 * 1024
 TRANSACTION_GUARD_BYTES = 3_500_000  # DynamoDB allows 4 MB per transaction
 EXECUTION_SK = "EXEC"
+WRITE_ID = "writeId"  # the write id of the last write that landed on the item
 
 _WAVE_ATTRS = tuple(field.alias or name for name, field in WaveRecord.model_fields.items())
 _EXECUTION_ATTRS = tuple(field.alias or name for name, field in ExecutionRecord.model_fields.items())
@@ -80,14 +98,53 @@ def _version_guard(expected: int | None) -> tuple[str, dict[str, str], dict[str,
     return "#version = :expected", {"#version": "version"}, {":expected": {"N": str(expected)}}, expected + 1
 
 
+def new_write_id() -> str:
+    """A fresh write id: one per logical write call (its re-sends carry the same one)."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class _Intent:
+    """What one item write means to leave behind: our write id and the version it writes."""
+
+    write_id: str
+    version: int
+
+    def landed_in(self, item: dict[str, Any] | None) -> bool:
+        """The stored item (raw attribute values, as a failed condition returns it) is this very
+        write: our write id, at the version we wrote."""
+        if not item:
+            return False
+        stored_id = item.get(WRITE_ID, {}).get("S")
+        stored_version = item.get("version", {}).get("N")
+        return bool(stored_id == self.write_id and stored_version == str(self.version))
+
+
+def _landed(error: ClientError, intents: Sequence[_Intent]) -> bool:
+    """A failed condition that only our own committed attempt explains: a single write whose item
+    carries our write id, or a cancelled transaction whose every failed action does."""
+    code = client_error_code(error)
+    if code == "ConditionalCheckFailedException":
+        return len(intents) == 1 and intents[0].landed_in(error.response.get("Item"))
+    if code != "TransactionCanceledException":
+        return False
+    reasons = error.response.get("CancellationReasons") or []
+    failed = [
+        (reason, intent)
+        for reason, intent in zip(reasons, intents, strict=False)
+        if str(reason.get("Code") or "None") != "None"
+    ]
+    return bool(failed) and all(
+        reason.get("Code") == "ConditionalCheckFailed" and intent.landed_in(reason.get("Item"))
+        for reason, intent in failed
+    )
+
+
 def _transaction_error(error: ClientError) -> Exception:
-    """A failed condition in any action is a VersionConflict; other cancellations (throttling,
-    a concurrent transaction) are temporary; anything else is classified as usual."""
-    reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
-    if "ConditionalCheckFailed" in reasons:
+    """A failed condition in any action is a VersionConflict; anything else is classified as
+    usual (a cancellation for a conflicting transaction or throttling is temporary)."""
+    if "ConditionalCheckFailed" in cancellation_reasons(error):
         return VersionConflict(None, None)
-    if client_error_code(error) == "TransactionCanceledException":
-        return TemporaryError(f"TransactWriteItems cancelled: {reasons}")
     return classify_aws_error(error, "TransactWriteItems")
 
 
@@ -205,6 +262,7 @@ class WaveStore:
         """Write a new execution and its waves all-or-nothing (none may exist yet); return them
         as stored."""
         condition, names, values, version = _version_guard(None)
+        write_id = new_write_id()
         execution = execution.model_copy(update={"version": version})
         waves = [w.model_copy(update={"version": version}) for w in waves]
         actions = []
@@ -216,17 +274,15 @@ class WaveStore:
                 raise TooLarge(f"the execution's items exceed {TRANSACTION_GUARD_BYTES} bytes")
             put: dict[str, Any] = {
                 "TableName": self._table,
-                "Item": _to_attrs(plain),
+                "Item": _to_attrs({**plain, WRITE_ID: write_id}),
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
             if values:
                 put["ExpressionAttributeValues"] = values
             actions.append({"Put": put})
-        try:
-            self._client.transact_write_items(TransactItems=actions)
-        except ClientError as error:
-            raise _transaction_error(error) from error
+        self._transact(actions, [_Intent(write_id, version)] * len(actions), "create execution")
         return execution, waves
 
     def write_wave(self, wave: WaveRecord, *, updated_at: str) -> WaveRecord:
@@ -244,6 +300,25 @@ class WaveStore:
         self._update(update, execution.version)
         return written
 
+    def write_expiry(self, wave: WaveRecord, expires_at: int, *, updated_at: str) -> WaveRecord:
+        """Give a wave its `expiresAt` (DynamoDB TTL) under the version rule, touching nothing
+        else: the request SETs only expiresAt, version, updatedAt and the write id, so its size
+        does not grow with the wave's servers. Returns the wave as stored; raises VersionConflict
+        like `write_wave`."""
+        key = wave_key(wave.execution_id, wave.wave_number)
+        condition, names, values, version = _version_guard(wave.version)
+        written = wave.model_copy(
+            update={"expires_at": expires_at, "version": version, "updated_at": updated_at}
+        )
+        plain = {
+            _alias(WaveRecord, "expires_at"): expires_at,
+            _alias(WaveRecord, "version"): version,
+            _alias(WaveRecord, "updated_at"): updated_at,
+        }
+        update = self._update_request(key, plain, (), (condition, names, values), new_write_id())
+        self._update(update, wave.version)
+        return written
+
     def write_waves(self, waves: Sequence[WaveRecord], *, updated_at: str) -> list[WaveRecord]:
         """`write_wave` for several waves, all or nothing (one transaction, each versioned)."""
         _, written = self.write_together(None, waves, updated_at=updated_at)
@@ -253,29 +328,76 @@ class WaveStore:
         self, execution: ExecutionRecord | None, waves: Sequence[WaveRecord], *, updated_at: str
     ) -> tuple[ExecutionRecord | None, list[WaveRecord]]:
         """The execution item and waves in one transaction, each under the version rule."""
-        pairs = [self._versioned_update(wave, updated_at) for wave in waves]
+        write_id = new_write_id()
+        pairs = [self._versioned_update(wave, updated_at, write_id) for wave in waves]
         updates = [update for _, update in pairs]
+        intents = [_Intent(write_id, written.version) for written, _ in pairs]
         written_execution = None
         if execution is not None:
-            written_execution, update = self._versioned_execution_update(execution, updated_at)
+            written_execution, update = self._versioned_execution_update(execution, updated_at, write_id)
             updates.insert(0, update)
+            intents.insert(0, _Intent(write_id, written_execution.version))
         if not updates:
             return written_execution, []
-        try:
-            self._client.transact_write_items(TransactItems=[{"Update": update} for update in updates])
-        except ClientError as error:
-            raise _transaction_error(error) from error
+        actions = [
+            {"Update": {**update, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}} for update in updates
+        ]
+        self._transact(actions, intents, "write together")
         return written_execution, [written for written, _ in pairs]
 
-    def _update(self, update: dict[str, Any], expected: int) -> None:
+    def _transact(self, actions: list[dict[str, Any]], intents: Sequence[_Intent], what: str) -> None:
+        """One TransactWriteItems with an explicit ClientRequestToken: botocore re-sends the same
+        token after a lost answer, and DynamoDB answers a committed one as the success it was. A
+        cancellation that only our own committed attempt explains (every failed action's item
+        carries our write id) is that success too (a token older than 10 minutes)."""
+        token = str(uuid.uuid4())
+        extra = {
+            "what": what,
+            "clientRequestToken": token,
+            "writeId": intents[0].write_id,
+            "items": len(actions),
+        }
+        logger.info("transaction sent", extra=extra)
+        try:
+            self._client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
+        except ClientError as error:
+            if _landed(error, intents):
+                _recovered("TransactWriteItems", extra)
+                return
+            raise _transaction_error(error) from error
+        except BotoCoreError as error:  # no answer at all (the SDK's retries ran out)
+            raise classify_aws_error(error, "TransactWriteItems") from error
+
+    def _update(self, update: dict[str, Any], expected: int | None) -> None:
+        """Send one versioned UpdateItem built by `_update_request`; our own committed attempt,
+        met again after a lost answer, is success."""
+        intent = _Intent(
+            update["ExpressionAttributeValues"][":writeId"]["S"], 1 if expected is None else expected + 1
+        )
         try:
             self._client.update_item(**update, ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as error:
             if client_error_code(error) == "ConditionalCheckFailedException":
+                if _landed(error, [intent]):
+                    key = update["Key"]
+                    _recovered(
+                        "UpdateItem",
+                        {
+                            "pk": key["pk"]["S"],
+                            "sk": key["sk"]["S"],
+                            "writeId": intent.write_id,
+                            "version": intent.version,
+                        },
+                    )
+                    return
                 raise VersionConflict(expected, error.response.get("Item")) from error
             raise classify_aws_error(error, "UpdateItem") from error
+        except BotoCoreError as error:  # no answer at all (the SDK's retries ran out)
+            raise classify_aws_error(error, "UpdateItem") from error
 
-    def _versioned_update(self, wave: WaveRecord, updated_at: str) -> tuple[WaveRecord, dict[str, Any]]:
+    def _versioned_update(
+        self, wave: WaveRecord, updated_at: str, write_id: str | None = None
+    ) -> tuple[WaveRecord, dict[str, Any]]:
         """The UpdateItem request that replaces every attribute we own, under the version rule.
         A wave turning terminal gets its Wave Completed event in its outbox here, in the same
         write, whoever the writer is."""
@@ -284,16 +406,18 @@ class WaveStore:
         condition, names, values, version = _version_guard(wave.version)
         written = wave.model_copy(update={"version": version, "updated_at": updated_at})
         plain = self._wave_item(written)
-        return written, self._update_request(key, plain, _WAVE_ATTRS, (condition, names, values))
+        guard = (condition, names, values)
+        return written, self._update_request(key, plain, _WAVE_ATTRS, guard, write_id or new_write_id())
 
     def _versioned_execution_update(
-        self, execution: ExecutionRecord, updated_at: str
+        self, execution: ExecutionRecord, updated_at: str, write_id: str | None = None
     ) -> tuple[ExecutionRecord, dict[str, Any]]:
         key = WaveKey(execution_pk(execution.execution_id), EXECUTION_SK)
         condition, names, values, version = _version_guard(execution.version)
         written = execution.model_copy(update={"version": version, "updated_at": updated_at})
         plain = self._execution_item(written)
-        return written, self._update_request(key, plain, _EXECUTION_ATTRS, (condition, names, values))
+        guard = (condition, names, values)
+        return written, self._update_request(key, plain, _EXECUTION_ATTRS, guard, write_id or new_write_id())
 
     def _update_request(
         self,
@@ -301,14 +425,17 @@ class WaveStore:
         plain: dict[str, Any],
         owned: Sequence[str],
         guard: tuple[str, dict[str, str], dict[str, Any]],
+        write_id: str,
     ) -> dict[str, Any]:
+        """SET every attribute of `plain` (and the write id), REMOVE the `owned` ones it lacks,
+        under the guard."""
         condition, names, values = guard
         self._guard_size(plain)
         set_names = [name for name in plain if name not in ("pk", "sk")]
-        removed = [name for name in (*owned, "inflight") if name not in plain]
-        names = dict(names)
-        values = dict(values)
-        sets = []
+        removed = [name for name in (*owned, "inflight") if name not in plain] if owned else []
+        names = {**names, "#writeId": WRITE_ID}
+        values = {**values, ":writeId": {"S": write_id}}
+        sets = ["#writeId = :writeId"]
         for i, name in enumerate(set_names):
             names[f"#s{i}"] = name
             values[f":s{i}"] = _serializer.serialize(plain[name])
@@ -367,6 +494,16 @@ class WaveStore:
     def _call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         try:
             reply: dict[str, Any] = getattr(self._client, operation)(**request)
-        except ClientError as error:
+        except (ClientError, BotoCoreError) as error:
             raise classify_aws_error(error, operation) from error
         return reply
+
+
+def _alias(model: type[WaveRecord] | type[ExecutionRecord], field: str) -> str:
+    return model.model_fields[field].alias or field
+
+
+def _recovered(operation: str, keys: dict[str, Any]) -> None:
+    """Our write landed though its answer was lost: the re-sent request met our own attempt."""
+    logger.info("write landed; its answer was lost", extra={"operation": operation, **keys})
+    metrics_count("LostAnswerRecovered")

@@ -17,8 +17,8 @@ import pytest
 
 from local.lambda_events import http_event, launch_result
 from local.stack import LocalStack
-from reconciler.executions import THROTTLE_BACKOFF
-from reconciler.runtime import services
+from reconciler import runtime
+from reconciler.retry import RetryPolicy
 from tests.conftest import complete_job, dynamodb_writes, post_plan
 
 EXECUTION_KEYS = {
@@ -43,6 +43,8 @@ WAVE_KEYS = {
     "endTime",
     "error",
     "pauseBeforeWave",
+    "startProblem",
+    "startRetryAt",
     "servers",
 }
 SERVER_KEYS = {
@@ -271,10 +273,13 @@ def test_drs_conflict_answers_409_and_records_the_failure(stack: LocalStack) -> 
     assert stack.sweep()["visited"] == 0
 
 
-def test_drs_throttling_answers_429(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drs_throttling_a_first_wave_is_accepted_and_deferred_not_refused(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given DRS throttles every StartRecovery attempt (our back-off pauses are recorded, not slept)
     delays: list[float] = []
-    monkeypatch.setattr(services().executions, "_sleep", delays.append)
+    monkeypatch.setattr(runtime, "SLEEP", delays.append)
+    runtime.reset()
     servers = stack.add_servers(["web-1"])
     later = stack.add_servers(["db-1"])
     stack.fake.throttle_next("StartRecovery", 10)
@@ -283,17 +288,17 @@ def test_drs_throttling_answers_429(stack: LocalStack, monkeypatch: pytest.Monke
     # When a plan is POSTed
     status, _, reply = post(stack, plan(servers, later))
 
-    # Then 429 naming ThrottlingException, after our bounded retries (a throttled call started
-    # nothing, so asking again is safe; botocore itself never retries StartRecovery)
-    assert status == 429, reply
-    assert "ThrottlingException" in reply["message"]
+    # Then 202: the execution is recorded and wave 1's start deferred, saying why (a throttled
+    # call started nothing; a client told "not started" would POST again and start it twice)
+    assert status == 202, reply
+    policy = RetryPolicy()
     attempts = len(drs_calls(stack, "StartRecovery", since))
-    assert attempts == len(THROTTLE_BACKOFF) + 1
-    assert delays == list(THROTTLE_BACKOFF)
-    execution = reply["execution"]
-    assert execution["status"] == "FAILED"
-    assert [w["status"] for w in execution["waves"]] == ["FAILED", "CANCELLED"]
-    assert "ThrottlingException" in (execution["waves"][0]["error"] or "")
+    assert attempts == len(policy.start_pauses) + 1
+    assert delays == list(policy.start_pauses)
+    assert reply["status"] == "PENDING"
+    assert [w["status"] for w in reply["waves"]] == ["PENDING", "PENDING"]
+    assert "ThrottlingException" in (reply["waves"][0]["startProblem"] or "")
+    assert reply["waves"][0]["startRetryAt"] is not None
 
 
 def test_drs_throttling_the_server_lookup_is_a_busy_answer_not_a_crash(

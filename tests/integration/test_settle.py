@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from handlers import reconcile as reconcile_handler
+from local import serverless
+from local.lambda_events import LambdaContext, launch_result
 from local.stack import LocalStack
 from reconciler import runtime
 from tests.conftest import complete_job, dynamodb_writes, post_plan
@@ -152,4 +155,49 @@ def test_the_wait_ends_when_another_writer_finishes_the_wave(settling: LocalStac
     assert settling.deliver(job, sids[-1]) == {"outcome": "written"}
 
     assert len(sleep.waits) == 1  # the next check found the wave terminal and stopped
+    assert settling.get_execution(execution)["waves"][0]["status"] == "COMPLETED"
+
+
+class EndingContext(LambdaContext):
+    """An invocation with only `left_ms` of its time left (Lambda's context)."""
+
+    def __init__(self, left_ms: int) -> None:
+        super().__init__(function_name="reconcile")
+        self.left_ms = left_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.left_ms
+
+
+def test_the_settle_looks_stop_while_the_invocation_can_still_end_cleanly(
+    settling: LocalStack, sleep: ScriptedSleep
+):
+    execution, job, sids = launched_wave(settling)
+    # Given an invocation with 9 s left: a look now would not leave the reserve after it
+    event = launch_result(job, sids[-1], succeeded=True, is_drill=True)
+    with serverless.HTTP_INVOCATION_LOCK:  # as LocalStack.call does, minus its context
+        result = reconcile_handler.handler(event, EndingContext(left_ms=9_000))
+    settling.stream.drain(raise_failures=True)
+    # Then the launches were written and no later look was taken (the sweep finishes the wave)
+    assert result == {"outcome": "written"}
+    assert sleep.waits == []
+    assert settling.get_execution(execution)["waves"][0]["status"] == "LAUNCHING"
+
+
+def test_a_later_look_that_fails_after_the_write_landed_does_not_fail_the_invocation(
+    settling: LocalStack, sleep: ScriptedSleep, no_retry_sleep: list[float]
+):
+    execution, job, sids = launched_wave(settling)
+    # Given DRS throttles the first later look's DescribeJobs past botocore's retries (5 attempts)
+    sleep.actions[1] = lambda: settling.fake.throttle_next("DescribeJobs", 5)
+    # When the last event is reconciled
+    result = settling.deliver(job, sids[-1])
+    # Then the invocation succeeds (no Lambda retry, no dead letter, no alarm): its write stands
+    assert result == {"outcome": "written"}
+    assert len(sleep.waits) == 1
+    wave = settling.get_execution(execution)["waves"][0]
+    assert all(s["recoveredInstanceId"] for s in wave["servers"])
+    # And the sweep finishes the wave once DRS answers again
+    complete_job(settling, job)
+    settling.sweep()
     assert settling.get_execution(execution)["waves"][0]["status"] == "COMPLETED"

@@ -5,6 +5,7 @@ outlasts the retry window, FAILS the wave (docs/start-protocol.md, "What each DR
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,7 +57,10 @@ def post(stack: LocalStack, waves: int = 2) -> tuple[int, dict[str, Any]]:
     body = {
         "name": "deferred drill",
         "isDrill": True,
-        "waves": [{"name": f"w{n}", "sourceServerIds": stack.add_servers([f"h{n}-a", f"h{n}-b"])} for n in range(waves)],
+        "waves": [
+            {"name": f"w{n}", "sourceServerIds": stack.add_servers([f"h{n}-a", f"h{n}-b"])}
+            for n in range(waves)
+        ],
     }
     status, _, document = stack.http("POST", "/executions", body=body)
     return status, document
@@ -172,7 +176,7 @@ def test_a_first_wave_drs_cannot_reach_is_accepted_deferred_and_started_later(
 
 def test_a_quota_refusal_is_deferred_until_a_job_ends(timed: LocalStack, clock: MovableClock, mocker) -> None:
     stack = timed
-    status, document = post(stack)
+    _, document = post(stack)
     execution_id = document["executionId"]
     client = services().executions.starter._drs_start
     real = client.start_recovery
@@ -196,7 +200,7 @@ def test_trouble_that_outlasts_the_retry_window_fails_the_wave_saying_why(
     timed: LocalStack, clock: MovableClock, mocker
 ) -> None:
     stack = timed
-    status, document = post(stack)
+    _, document = post(stack)
     execution_id = document["executionId"]
     client = services().executions.starter._drs_start
     mocker.patch.object(client, "start_recovery", side_effect=quota_error())
@@ -206,7 +210,10 @@ def test_trouble_that_outlasts_the_retry_window_fails_the_wave_saying_why(
     stack.sweep()
     second = wave(stack, execution_id, 2)
     assert second["status"] == "FAILED"
-    assert "kept refusing StartRecovery" in second["error"] and "ServiceQuotaExceededException" in second["error"]
+    assert (
+        "kept refusing StartRecovery" in second["error"]
+        and "ServiceQuotaExceededException" in second["error"]
+    )
     assert stack.get_execution(execution_id)["status"] == "PARTIAL"
     assert jobs_of(stack, execution_id, 2) == []
 
@@ -215,7 +222,7 @@ def test_cancelling_a_deferred_start_cancels_it_at_once_and_nothing_starts_later
     timed: LocalStack, clock: MovableClock, mocker
 ) -> None:
     stack = timed
-    status, document = post(stack)
+    _, document = post(stack)
     execution_id = document["executionId"]
     client = services().executions.starter._drs_start
     real = client.start_recovery
@@ -233,9 +240,15 @@ def test_cancelling_a_deferred_start_cancels_it_at_once_and_nothing_starts_later
     assert jobs_of(stack, execution_id, 2) == []
 
 
-def test_a_definitive_refusal_is_answered_409_and_never_starts_later(timed: LocalStack, clock: MovableClock) -> None:
+def test_a_definitive_refusal_is_answered_409_and_never_starts_later(
+    timed: LocalStack, clock: MovableClock
+) -> None:
     stack = timed
-    body = {"name": "busy", "isDrill": True, "waves": [{"name": "w", "sourceServerIds": stack.add_servers(["x-1"])}]}
+    body = {
+        "name": "busy",
+        "isDrill": True,
+        "waves": [{"name": "w", "sourceServerIds": stack.add_servers(["x-1"])}],
+    }
     busy = body["waves"][0]["sourceServerIds"][0]
     stack.fake.start_recovery({"sourceServers": [{"sourceServerID": busy}], "isDrill": False})
     status, _, reply = stack.http("POST", "/executions", body=body)
@@ -247,3 +260,39 @@ def test_a_definitive_refusal_is_answered_409_and_never_starts_later(timed: Loca
     assert statuses(stack, execution_id) == ["FAILED"]
     assert jobs_of(stack, execution_id, 1) == []
     assert starts(stack, execution_id, 1) == 1
+
+
+def test_many_callers_retrying_a_due_deferred_start_start_it_exactly_once(
+    timed: LocalStack, clock: MovableClock, mocker
+) -> None:
+    stack = timed
+    _, document = post(stack)
+    execution_id = document["executionId"]
+    client = services().executions.starter._drs_start
+    real = client.start_recovery
+    mocker.patch.object(client, "start_recovery", side_effect=quota_error())
+    finish_wave(stack, execution_id, 1)
+    assert wave(stack, execution_id, 2)["startProblem"]
+    mocker.patch.object(client, "start_recovery", side_effect=real)
+    clock.advance(120)  # the deferred start is due
+    # When eight callers (stream follow-ups, sweeps) take the next step at once
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+    executions = services().executions
+
+    def caller() -> None:
+        try:
+            barrier.wait(timeout=10)
+            executions.advance(execution_id)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # Then one claim won, DRS got one accepted StartRecovery, and the wave has that job
+    assert not errors, errors
+    assert len(jobs_of(stack, execution_id, 2)) == 1
+    assert wave(stack, execution_id, 2)["jobId"] == jobs_of(stack, execution_id, 2)[0]
