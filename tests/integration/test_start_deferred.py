@@ -113,6 +113,19 @@ def quota_error() -> ClientError:
     )
 
 
+def quota_held_wave_2(stack: LocalStack, mocker: Any) -> tuple[str, Any, Any]:
+    """A two-wave execution whose wave 1 ended while DRS refused every StartRecovery for its job
+    quota: wave 2 deferred. Returns the execution id, the start client and its real method."""
+    _, document = post(stack)
+    execution_id = str(document["executionId"])
+    client = services().executions.starter._drs_start
+    real = client.start_recovery
+    mocker.patch.object(client, "start_recovery", side_effect=quota_error())
+    finish_wave(stack, execution_id, 1)
+    assert wave(stack, execution_id, 2)["startProblem"]
+    return execution_id, client, real
+
+
 def statuses(stack: LocalStack, execution_id: str) -> list[str]:
     return [w["status"] for w in stack.get_execution(execution_id)["waves"]]
 
@@ -222,13 +235,7 @@ def test_cancelling_a_deferred_start_cancels_it_at_once_and_nothing_starts_later
     timed: LocalStack, clock: MovableClock, mocker
 ) -> None:
     stack = timed
-    _, document = post(stack)
-    execution_id = document["executionId"]
-    client = services().executions.starter._drs_start
-    real = client.start_recovery
-    mocker.patch.object(client, "start_recovery", side_effect=quota_error())
-    finish_wave(stack, execution_id, 1)
-    assert wave(stack, execution_id, 2)["startProblem"]
+    execution_id, client, real = quota_held_wave_2(stack, mocker)
     status, _, cancelled = stack.http("POST", f"/executions/{execution_id}/cancel")
     assert status == 200, cancelled
     assert [w["status"] for w in cancelled["waves"]] == ["COMPLETED", "CANCELLED"]
@@ -266,13 +273,7 @@ def test_many_callers_retrying_a_due_deferred_start_start_it_exactly_once(
     timed: LocalStack, clock: MovableClock, mocker
 ) -> None:
     stack = timed
-    _, document = post(stack)
-    execution_id = document["executionId"]
-    client = services().executions.starter._drs_start
-    real = client.start_recovery
-    mocker.patch.object(client, "start_recovery", side_effect=quota_error())
-    finish_wave(stack, execution_id, 1)
-    assert wave(stack, execution_id, 2)["startProblem"]
+    execution_id, client, real = quota_held_wave_2(stack, mocker)
     mocker.patch.object(client, "start_recovery", side_effect=real)
     clock.advance(120)  # the deferred start is due
     # When eight callers (stream follow-ups, sweeps) take the next step at once
