@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.errors import PermanentError, TemporaryError
-from reconciler.executions import NotFound, StartRejected, WrongState
+from reconciler.executions import NotFound, OutcomeUnknown, StartRejected, WrongState
 from reconciler.observability import logger, metrics, tracer
 from reconciler.plans import PlanInvalid, parse_plan
 from reconciler.runtime import services
@@ -57,6 +57,12 @@ def create_execution() -> Response[str]:
     except PermanentError as broken:  # e.g. AccessDenied on DescribeSourceServers: ours, not the caller's
         logger.error("execution not started", extra={"error": str(broken)})
         return error(502, f"could not start: {broken}")
+    except OutcomeUnknown as unknown:  # it may have been recorded: never say "nothing started"
+        logger.error(
+            "create outcome unknown", extra={"error": str(unknown), "executionId": unknown.execution_id}
+        )
+        headers = {"Retry-After": RETRY_AFTER, "Location": f"/executions/{unknown.execution_id}"}
+        return error(503, str(unknown), headers=headers)
     except TemporaryError as busy:  # DRS or the table: throttled, a transaction in the way, 5xx
         logger.warning("busy, nothing started", extra={"error": str(busy)})
         message = f"DRS or the table is busy or unavailable, nothing was started; retry shortly ({busy})"

@@ -187,6 +187,9 @@ def resolve_start(
                 "job_id": found.job_id,
                 "status": WaveStatus.LAUNCHING,
                 "start_time": normalize_time(found.creation_time) or iso_z(now),
+                "start_retry_at": None,
+                "start_deferred_since": None,
+                "start_problem": None,
             }
         )
     return stored

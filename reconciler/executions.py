@@ -24,7 +24,7 @@ from schemas.times import iso_z
 
 from .controls import Controls, NotFound, WrongState
 from .documents import execution_document
-from .errors import ReconcilerError, classify_aws_error
+from .errors import ReconcilerError, TemporaryError, classify_aws_error
 from .finish import Finisher
 from .observability import logger, metrics_count
 from .observe import DRS_FILTER_MAX, DrsObserver, chunks
@@ -35,7 +35,7 @@ from .runner import Runner
 from .starts import Answer, Starter
 from .store import TooLarge, WaveStore
 
-__all__ = ["Executions", "NotFound", "StartRejected", "WrongState"]
+__all__ = ["Executions", "NotFound", "OutcomeUnknown", "StartRejected", "WrongState"]
 
 # A plan already known to be wrong costs DRS at most this many lookups of its servers.
 LOOKUP_WHEN_INVALID = 1000
@@ -49,6 +49,18 @@ class StartRejected(ReconcilerError):
         self.code = code
         self.message = message
         self.document = document
+
+
+class OutcomeUnknown(TemporaryError):
+    """The create's transaction may or may not have landed and nothing could tell: the client is
+    told the execution id to GET before it retries (503)."""
+
+    def __init__(self, execution_id: str, detail: str) -> None:
+        super().__init__(
+            f"could not tell whether execution {execution_id} was recorded ({detail}); "
+            f"GET /executions/{execution_id} before retrying"
+        )
+        self.execution_id = execution_id
 
 
 class Executions:
@@ -75,7 +87,9 @@ class Executions:
         self._new_id = new_id
         self._max = max_servers_per_wave
         self._page = {"PageSize": page_size or DRS_FILTER_MAX}
+        self._sleep = sleep
         policy = policy or RetryPolicy()
+        self._policy = policy
         flush: Callable[[Sequence[WaveRecord]], None] = (
             publisher.flush_waves if publisher is not None else lambda waves: None
         )
@@ -138,7 +152,14 @@ class Executions:
                 problems.append(f"unknown to DRS: {', '.join(unknown)}")
         if problems:
             raise PlanInvalid(problems)
-        execution, waves = self._record(request, hostnames)
+        execution_id = self._new_id()
+        try:
+            execution, waves = self._record(execution_id, request, hostnames)
+        except TemporaryError as unknown:
+            # The transaction may have committed though no answer said so (every re-send of its
+            # token failed, or is still in progress): a 503 "nothing was recorded" would make the
+            # client POST again while this one starts after the grace. Look before answering.
+            execution, waves = self._confirm_recorded(execution_id, unknown)
         logger.info("execution created", extra={"executionId": execution.execution_id, "waves": len(waves)})
         metrics_count("ExecutionsCreated")
         if execution.paused_before == 1:
@@ -158,10 +179,9 @@ class Executions:
         return execution_document(execution, waves)
 
     def _record(
-        self, request: CreateExecutionRequest, hostnames: dict[str, str | None]
+        self, execution_id: str, request: CreateExecutionRequest, hostnames: dict[str, str | None]
     ) -> tuple[ExecutionRecord, list[WaveRecord]]:
         now = iso_z(self._clock())
-        execution_id = self._new_id()
         starts_now = not request.waves[0].pause_before_wave
         try:
             execution, waves = self._store.create_execution(
@@ -200,6 +220,22 @@ class Executions:
             raise PlanInvalid([f"plan too large to record at once: {error}"]) from error
         return execution, waves
 
+    def _confirm_recorded(
+        self, execution_id: str, cause: TemporaryError
+    ) -> tuple[ExecutionRecord, list[WaveRecord]]:
+        """After the create transaction's outcome was left unknown: the execution as recorded,
+        or the original TemporaryError when a strongly consistent read finds none (nothing was
+        recorded: a 503 is the truth), or `OutcomeUnknown` when even that read fails."""
+        try:
+            found = self._store.get_execution(execution_id)
+        except TemporaryError as error:
+            raise OutcomeUnknown(execution_id, str(error)) from error
+        if found is None:
+            raise cause
+        logger.info("the create landed though its answer was lost", extra={"executionId": execution_id})
+        metrics_count("LostAnswerRecovered")
+        return found
+
     def _abandon(self, waves: list[WaveRecord], reason: str) -> list[WaveRecord]:
         """Wave 1 FAILED with the reason and the others CANCELLED, in one transaction. If that
         fails, wave 1 keeps its requested start and the sweep ends it after the start grace."""
@@ -217,7 +253,9 @@ class Executions:
             for wave in waves
         ]
         try:
-            result = self._store.write_waves(ended, updated_at=now)
+            result = self._policy.through_trouble(
+                lambda: self._store.write_waves(ended, updated_at=now), sleep=self._sleep
+            )
         except ReconcilerError as error:
             extra = {"executionId": waves[0].execution_id, "error": str(error)}
             logger.error("could not record the refused start", extra=extra)

@@ -6,7 +6,8 @@ sequence of writes whose size does not grow with the servers — each wave's TTL
 small versioned UpdateItem a wave, skipped when already stamped), then the execution item
 (status, end time, TTL, event) — ordered so that a crash in between leaves the execution
 unfinished and the next `advance` finishes it again with the same values: the end time is the
-last wave's, not the clock's, so every retry computes the same TTL and the same event.
+last wave's, not the clock's, and a TTL already stamped on a wave is kept, so every retry writes
+the same TTL and the same event.
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ class Finisher:
         now = iso_z(self._clock())
         status = derive_status(execution, waves)
         end_time = max((w.end_time for w in waves if w.end_time), default=now)
-        expires = expiry(end_time, self._retention)
+        # An earlier attempt that died after stamping waves decided the TTL: keep it. A first
+        # attempt counts from now if that is later (a finish long delayed must not stamp a TTL
+        # that deletes the waves before the execution is written).
+        expires = next((w.expires_at for w in waves if w.expires_at), None) or expiry(
+            max(end_time, now), self._retention
+        )
         stamped = [
             w if w.expires_at == expires else self._store.write_expiry(w, expires, updated_at=now)
             for w in waves

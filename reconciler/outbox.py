@@ -111,7 +111,13 @@ class Publisher:
                 cleared = record.model_copy(update={"outbox": (), "announced": True})
                 return write(cleared, updated_at=iso_z(self._clock()))
             except VersionConflict:
-                current = reread()
+                try:
+                    current = reread()
+                except ReconcilerError as error:  # best effort: the sweep publishes what is left
+                    logger.warning(
+                        "could not re-read to clear the outbox", extra={**keys, "error": str(error)}
+                    )
+                    return record
                 if current is None:
                     return record
                 record = current

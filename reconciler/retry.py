@@ -5,7 +5,8 @@ three kinds of "try again", each stated here once:
 - a lost optimistic-concurrency race (`VersionConflict`): re-read and decide again, a bounded
   number of times inside one invocation (`RetryPolicy.run`);
 - a StartRecovery that DRS throttled (nothing was started): a few short pauses inside the same
-  invocation (`start_pauses`);
+  invocation (`start_pauses`); likewise a write that must land at once while DynamoDB is in
+  trouble (`through_trouble`: a refused start's FAILED record);
 - a start DRS refused for a reason that passes (throttling that outlasts those pauses, the
   concurrent-job quota, DRS or its credentials out of reach): deferred to a later invocation,
   with an exponential back-off capped at about one sweep interval (`next_start_at`), for at most
@@ -40,6 +41,7 @@ class Contended(TemporaryError):
 class RetryPolicy:
     conflict_attempts: int = 6
     start_pauses: tuple[float, ...] = (0.2, 0.6)
+    trouble_pauses: tuple[float, ...] = (0.2, 0.6, 1.5)
     start_backoff: timedelta = timedelta(seconds=15)
     start_backoff_cap: timedelta = timedelta(seconds=60)
     start_window: timedelta = timedelta(hours=1)
@@ -56,6 +58,17 @@ class RetryPolicy:
             if not isinstance(result, Again):
                 return result
         raise Contended(f"{what}: lost {self.conflict_attempts} version races in a row; try again")
+
+    def through_trouble(self, attempt: Callable[[], T], *, sleep: Callable[[float], None]) -> T:
+        """For a write that must land now (a refusal's FAILED record: without it the claim would
+        expire and be started again): ask again after short pauses while DynamoDB is in trouble
+        (throttled, a transaction in the way, 5xx). The last TemporaryError is raised."""
+        for pause in self.trouble_pauses:
+            try:
+                return attempt()
+            except TemporaryError:
+                sleep(pause)
+        return attempt()
 
     def next_start_at(self, deferred_since: datetime, now: datetime) -> datetime:
         """When a deferred start is tried again: after as long as it has been deferred already,

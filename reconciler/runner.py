@@ -63,6 +63,9 @@ class Runner:
         if found is None:
             return None
         execution, waves = found
+        if not waves:  # only DynamoDB's TTL removes waves: nothing is left to decide from
+            logger.error("execution without waves", extra={"executionId": execution_id})
+            return execution_document(execution, waves)
         step = plan_next(execution, waves, now=self._clock(), start_grace=self._start_grace)
         if step.action is Action.NONE:
             orphaned = outbox_is_orphaned(execution.updated_at, self._clock())

@@ -285,7 +285,9 @@ class Starter:
             update={"status": WaveStatus.FAILED, "error": reason, "end_time": now, "start_retry_at": None}
         )
         try:
-            written = self._store.write_wave(failed, updated_at=now)
+            written = self._policy.through_trouble(
+                lambda: self._store.write_wave(failed, updated_at=now), sleep=self._sleep
+            )
         except VersionConflict:
             return self._store.get_wave(wave_key(wave.execution_id, wave.wave_number)) or wave
         self._flush([written])

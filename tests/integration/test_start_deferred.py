@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from local.stack import LocalStack
 from reconciler import runtime
+from reconciler.errors import TemporaryError
 from reconciler.observe import TAG_EXECUTION, TAG_WAVE
 from reconciler.runtime import services
 from tests.conftest import complete_job
@@ -297,3 +298,92 @@ def test_many_callers_retrying_a_due_deferred_start_start_it_exactly_once(
     assert not errors, errors
     assert len(jobs_of(stack, execution_id, 2)) == 1
     assert wave(stack, execution_id, 2)["jobId"] == jobs_of(stack, execution_id, 2)[0]
+
+
+# ------------------------------------------------------------------ a POST's answer never contradicts what happened
+# (found by review): "nothing started" only when nothing was recorded, and a refused execution
+# (409) never starts later, even when DynamoDB misbehaves between the write and the answer.
+
+
+def table_executions(stack: LocalStack) -> list[str]:
+    items = stack.dynamodb.scan(TableName=stack.table_name, ConsistentRead=True)["Items"]
+    return [i["pk"]["S"].removeprefix("EXEC#") for i in items if i["sk"]["S"] == "EXEC"]
+
+
+def test_a_create_that_committed_though_every_answer_failed_is_answered_202_and_starts_once(
+    timed: LocalStack, clock: MovableClock, mocker: Any
+) -> None:
+    stack = timed
+    client = services().store._client
+    real = client.transact_write_items
+
+    def committed_but_no_answer(**kwargs: Any) -> Any:
+        real(**kwargs)  # the transaction commits; its answer, and every re-send's, fails
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionInProgressException", "Message": "in progress"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            "TransactWriteItems",
+        )
+
+    patcher = mocker.patch.object(client, "transact_write_items", side_effect=committed_but_no_answer)
+    status, document = post(stack, waves=1)
+    mocker.stop(patcher)
+    # The create looked before answering: the execution exists, so it is accepted and started
+    assert status == 202, document
+    assert table_executions(stack) == [document["executionId"]]
+    assert document["waves"][0]["status"] == "LAUNCHING"
+    clock.advance(360)  # past the start grace: nothing starts a second time
+    stack.sweep()
+    assert len(jobs_of(stack, document["executionId"], 1)) == 1
+
+
+def test_a_create_whose_outcome_cannot_be_told_names_the_execution_to_look_at(
+    timed: LocalStack, mocker: Any
+) -> None:
+    stack = timed
+    store = services().store
+    mocker.patch.object(store, "create_execution", side_effect=TemporaryError("no answer"))
+    mocker.patch.object(store, "get_execution", side_effect=TemporaryError("no answer either"))
+    status, headers, reply = stack.http(
+        "POST",
+        "/executions",
+        body={
+            "name": "n",
+            "isDrill": True,
+            "waves": [{"name": "w", "sourceServerIds": stack.add_servers(["a"])}],
+        },
+    )
+    assert status == 503, reply
+    assert "nothing was started" not in reply["message"]
+    assert "GET /executions/" in reply["message"]
+    assert headers["Location"].startswith("/executions/") and headers["Retry-After"]
+
+
+def test_a_refused_start_is_recorded_through_passing_trouble_and_never_starts_later(
+    timed: LocalStack, clock: MovableClock, mocker: Any
+) -> None:
+    stack = timed
+    sid = stack.add_servers(["x-1"])[0]
+    other = stack.fake.start_recovery({"sourceServers": [{"sourceServerID": sid}], "isDrill": False})
+    body = {"name": "busy", "isDrill": True, "waves": [{"name": "w", "sourceServerIds": [sid]}]}
+    store = services().store
+    real = store.write_waves
+    troubles = [TemporaryError("throttled"), TemporaryError("throttled")]
+
+    def after_trouble(*args: Any, **kwargs: Any) -> Any:
+        if troubles:
+            raise troubles.pop()
+        return real(*args, **kwargs)
+
+    patcher = mocker.patch.object(store, "write_waves", side_effect=after_trouble)
+    status, _, reply = stack.http("POST", "/executions", body=body)
+    mocker.stop(patcher)
+    assert status == 409, reply
+    execution_id = reply["execution"]["executionId"]
+    assert reply["execution"]["waves"][0]["status"] == "FAILED"
+    complete_job(stack, other["job"]["jobID"])  # the job in the way ends
+    clock.advance(360)
+    stack.sweep()
+    assert jobs_of(stack, execution_id, 1) == []
