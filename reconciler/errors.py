@@ -41,7 +41,10 @@ THROTTLING_CODES = frozenset(
         "EC2ThrottledException",
     }
 )
-# A transaction in the way of ours: DynamoDB refused without applying anything; retry.
+# A transaction in the way: retry. TransactionConflictException refused ours without applying
+# it; TransactionInProgressException answers a re-send of our own token while the first attempt
+# is still running, so ours may yet commit (the store's callers confirm by reading when it matters:
+# `Executions.create`).
 TRANSACTION_BUSY_CODES = frozenset({"TransactionConflictException", "TransactionInProgressException"})
 # Reasons of a cancelled transaction that pass (any other reason, e.g. a failed condition or a
 # validation error, does not).
