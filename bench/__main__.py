@@ -1,9 +1,12 @@
 """`make bench`: run the benchmark sections, print one table, write bench/results/latest.json.
 
+It also writes latest.md next to the JSON, rendered from it by bench/report.py, and (when it wrote
+the default latest.json) rewrites the README's generated block from it: no figure is copied by hand.
+
 Sections run one after another in this process, each on its own local stack, so no two compete
 for the CPU. `--only` runs some of them (the JSON then holds only those); `--scale full` runs the
 scale simulation at its full size (20 accounts x 500 servers). Progress goes to stderr, the table
-to stdout, and the JSON's path is printed last.
+to stdout, and the paths written are printed last.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from bench.section import Options, Section
 
 SECTIONS = {
@@ -112,7 +116,27 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     print(render(sections))
     print(f"figures written to {args.out}")
+    publish(args.out)
     return 0
+
+
+def publish(out: Path) -> None:
+    """latest.md next to the JSON; the README's block too when the JSON is the committed one.
+
+    Both are rendered from the JSON as written (read back), exactly as `python -m bench.report`
+    would, so tests/bench/test_report.py finds them equal to the render."""
+    doc = report.load(out)
+    md_path = out.with_suffix(".md")
+    report.write_markdown(doc, md_path)
+    print(f"report written to {md_path}")
+    readme = report.README_PATH
+    if out.resolve() != DEFAULT_OUT.resolve() or not readme.exists():
+        return
+    if report.readme_block(readme.read_text()) is None:
+        print(f"{readme} has no {report.BEGIN} block: not rewritten")
+        return
+    report.write_readme(doc, readme)
+    print(f"benchmark block of {readme} rewritten")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,209 @@
+"""One source of truth for benchmark figures: bench/results/latest.json.
+
+bench/results/latest.md and the README's generated block (`<!-- bench:begin -->` ...
+`<!-- bench:end -->`) must equal what bench/report.py renders from the committed latest.json, and
+the rest of the README's Benchmarks section must hold no figure of its own: a hand-copied figure
+is how the README once described a different run from the JSON. After a run, or after editing the
+renderer, `python -m bench.report --readme` brings both back in line.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import __main__ as bench_main
+from bench import report
+from bench.section import Section, Target
+from local.drs_sim import DRS_LATENCY, EC2_LATENCY
+
+FIX = "run `python -m bench.report --readme` to re-render them from bench/results/latest.json"
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return report.load(report.JSON_PATH)
+
+
+def benchmarks_section(readme: str) -> str:
+    start = readme.index("## Benchmarks")
+    end = readme.find("\n## ", start + 1)
+    return readme[start : end if end != -1 else len(readme)]
+
+
+# --- the generated files equal the render --------------------------------------------------------
+
+
+def test_latest_md_is_the_render_of_latest_json(doc: dict[str, Any]) -> None:
+    assert report.MD_PATH.read_text() == report.render_file(doc), f"latest.md is stale: {FIX}"
+
+
+def test_readme_block_is_the_render_of_latest_json(doc: dict[str, Any]) -> None:
+    readme = report.README_PATH.read_text()
+    block = report.readme_block(readme)
+    assert block is not None, f"README has no {report.BEGIN} ... {report.END} block"
+    assert block in benchmarks_section(readme), "the generated block belongs in the Benchmarks section"
+    assert block == report.render_block(doc), f"README's benchmark block is stale: {FIX}"
+
+
+def test_check_mode_agrees(capsys: pytest.CaptureFixture[str]) -> None:
+    assert report.main(["--check"]) == 0, capsys.readouterr().err
+
+
+# --- no figure outside the generated block -------------------------------------------------------
+
+# What looks like a measured figure: a number with a unit of time, size, rate or ratio, or any
+# decimal. Counts without a unit ("1, 3 and 10 waves", "10,000 finished") are configuration and
+# pass; they are not measured.
+FIGURE = re.compile(
+    r"\d[\d,]*(?:\.\d+)?\s*(?:(?:ms|s|sec|seconds?|min|minutes?|hours?|MB|KB|GB|WCU|RCU|x)\b|\N{MULTIPLICATION SIGN}|%)"
+    r"|\d+\.\d+"
+)
+
+# Configuration facts the prose may state, each with the check that keeps it true (they are the
+# stack's settings, not results of a run): the local DRS/EC2 latencies and the read poll interval.
+ALLOWED: dict[str, Callable[[dict[str, Any]], bool]] = {
+    # DescribeJobs latency on the local stack (local/drs_sim.py DRS_LATENCY)
+    "100\N{EN DASH}300 ms": lambda _: DRS_LATENCY["DescribeJobs"] == (0.1, 0.3),
+    # DescribeRecoveryInstances and EC2 DescribeInstances latency (DRS_LATENCY, EC2_LATENCY)
+    "200\N{EN DASH}500 ms": lambda _: (
+        DRS_LATENCY["DescribeRecoveryInstances"] == EC2_LATENCY["ec2:DescribeInstances"] == (0.2, 0.5)
+    ),
+    # how often the read section polls (bench/read.py; recorded as read.setup.poll_interval_s)
+    "every 2 s": lambda d: d["read"]["setup"]["poll_interval_s"] == 2,
+}
+
+
+def prose_figures(section: str) -> list[str]:
+    prose = report.BLOCK.sub("", section)
+    for allowed in ALLOWED:
+        prose = prose.replace(allowed, "")
+    return [m.group(0) for m in FIGURE.finditer(prose)]
+
+
+def test_readme_benchmarks_prose_holds_no_figures() -> None:
+    found = prose_figures(benchmarks_section(report.README_PATH.read_text()))
+    assert found == [], (
+        f"figures typed into README's Benchmarks prose: {found}; let bench/report.py render them "
+        "from latest.json (or, for a configuration fact, add it to ALLOWED with its check)"
+    )
+
+
+def test_allowed_configuration_facts_are_true(doc: dict[str, Any]) -> None:
+    section = benchmarks_section(report.README_PATH.read_text())
+    for fact, holds in ALLOWED.items():
+        assert fact in section, f"ALLOWED lists {fact!r}, which the README no longer says: drop it"
+        assert holds(doc), f"README says {fact!r}, which the stack's settings no longer match"
+
+
+def test_the_figure_pattern_catches_hand_copied_figures() -> None:
+    caught = "legacy/ours 38.8\N{MULTIPLICATION SIGN} missed; p50 17.1 ms, 62 KB, 9 minutes, 1.16 a bare Query, 5%, every 5 s"
+    assert prose_figures(caught) == [
+        "38.8\N{MULTIPLICATION SIGN}",
+        "17.1 ms",
+        "62 KB",
+        "9 minutes",
+        "1.16",
+        "5%",
+        "5 s",
+    ]
+    assert prose_figures("polled every 2 s over 1, 3 and 10 waves, DescribeJobs 100\N{EN DASH}300 ms") == []
+    assert prose_figures(f"{report.BEGIN}\n56.2\N{MULTIPLICATION SIGN} 16.02 ms\n{report.END}") == []
+
+
+# --- what the render says ------------------------------------------------------------------------
+
+
+def test_every_section_has_a_headline() -> None:
+    assert list(report.HEADLINES) == list(bench_main.SECTIONS)
+
+
+def test_render_holds_metadata_every_target_and_every_headline(doc: dict[str, Any]) -> None:
+    text = report.render(doc)
+    meta = doc["meta"]
+    for value in (meta["when"], meta["machine"], meta["python"], meta["scale"], str(meta["repeat"])):
+        assert value in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    for target in doc["targets"]:
+        assert any(target["name"] in row and target["measured"] in row for row in rows), target["name"]
+    for name in report.HEADLINES:
+        assert any(row.startswith(f"| {name} | ") for row in rows), name
+    assert "Partial run" not in text
+    assert f"{sum(t['met'] for t in doc['targets'])} of {len(doc['targets'])} met" in text
+
+
+def test_a_changed_figure_changes_the_render(doc: dict[str, Any]) -> None:
+    changed = copy.deepcopy(doc)
+    changed["read"]["ratios"]["legacy_over_ours_p50"] = 9876.5
+    assert "9,876.5\N{MULTIPLICATION SIGN}" in report.render(changed)
+    assert report.render(changed) != report.render(doc)
+
+
+def test_a_missed_target_is_said_missed(doc: dict[str, Any]) -> None:
+    changed = copy.deepcopy(doc)
+    changed["targets"][1] = {**changed["targets"][1], "measured": "38.8x", "met": False}
+    text = report.render(changed)
+    assert f"{len(doc['targets']) - 1} of {len(doc['targets'])} met" in text
+    assert "| 38.8x | **MISSED** |" in text
+    assert f"Missed: **{doc['targets'][1]['name']}** measured 38.8x" in text
+
+
+def test_a_partial_run_says_so(doc: dict[str, Any]) -> None:
+    partial = {
+        "meta": doc["meta"],
+        "sweep": doc["sweep"],
+        "targets": [t for t in doc["targets"] if t["name"].startswith("sweep")],
+    }
+    text = report.render(partial)
+    assert "**Partial run**: only sweep ran" in text
+    assert "| read | not run in this run | |" in text
+    assert "| sweep | 10, 100, 1,000 waves in flight" in text
+
+
+def test_the_readme_block_is_replaced_in_place(doc: dict[str, Any]) -> None:
+    readme = f"before\n{report.BEGIN}\nhand-typed 38.8\N{MULTIPLICATION SIGN}\n{report.END}\nafter\n"
+    updated = report.with_block(readme, doc)
+    assert updated.startswith("before\n") and updated.endswith("\nafter\n")
+    assert "hand-typed" not in updated
+    assert report.with_block(updated, doc) == updated
+    with pytest.raises(ValueError, match="no"):
+        report.with_block("no markers here", doc)
+
+
+# --- the commands --------------------------------------------------------------------------------
+
+
+def test_report_cli_renders_latest_md_without_running_anything(doc: dict[str, Any], tmp_path: Path) -> None:
+    source = tmp_path / "latest.json"
+    source.write_text(json.dumps(doc))
+    assert report.main(["--json", str(source)]) == 0
+    assert (tmp_path / "latest.md").read_text() == report.render_file(doc)
+
+
+def test_make_bench_writes_latest_md_next_to_the_json(
+    doc: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m bench --only sweep --out X.json` writes X.md from X.json (sections faked: no run)."""
+    figures = {k: v for k, v in doc["sweep"].items() if k != "seconds"}
+    targets = [Target(**t) for t in doc["targets"] if t["name"].startswith("sweep")]
+    fake = Section("sweep", "sweep", figures=figures, targets=targets, seconds=doc["sweep"]["seconds"])
+    monkeypatch.setattr(bench_main, "run_sections", lambda names, options: [fake])
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    readme_before = report.README_PATH.read_text()
+    interval = sys.getswitchinterval()
+    out = tmp_path / "latest.json"
+    try:
+        assert bench_main.main(["--only", "sweep", "--out", str(out)]) == 0
+    finally:
+        sys.setswitchinterval(interval)
+    md = (tmp_path / "latest.md").read_text()
+    assert md == report.render_file(report.load(out))
+    assert "**Partial run**: only sweep ran" in md
+    assert report.README_PATH.read_text() == readme_before, "only the default latest.json rewrites README"
