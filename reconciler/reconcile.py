@@ -156,10 +156,20 @@ class Reconciler:
             found = self._observer.find_started_job(
                 stored.execution_id, stored.wave_number, stored.start_requested_at
             )
-            outcome, wave = self._converge(
-                key, stored, lambda w: resolve_start(w, found, now=now, start_grace=self._start_grace)
-            )
-            return outcome, wave, None
+            if found is None:
+                return Outcome.UNCHANGED, stored, None
+            # Adopt the job and bring the wave to the job's truth in the same write: a job that
+            # ran to its end before anyone adopted it ends its wave in this one pass (I6).
+            observation = self._observer.observe(found.job_id, known=known)
+
+            def adopted(w: WaveRecord) -> WaveRecord:
+                wave = resolve_start(w, found, now=now, start_grace=self._start_grace)
+                if wave.job_id != found.job_id:  # someone recorded another outcome meanwhile
+                    return wave
+                return next_state(wave, observation, ec2_grace=self._grace)
+
+            outcome, wave = self._converge(key, stored, adopted)
+            return outcome, wave, observation
         observation = self._observer.observe(job_id, known=known)
         if observation.job is None:
             logger.warning("DRS does not know the wave's job yet", extra=_keys(stored))
