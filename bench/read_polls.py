@@ -6,6 +6,13 @@ makes are counted by a botocore `before-call` hook on boto3's default session, a
 polling thread through a thread-local (the reconciler's threads run at the same time and are not
 counted). Each answer is checked for torn waves (I7) and, against the previous answer of the same
 poller, for statuses moving backwards; `summarize` turns the polls of repeated runs into figures.
+
+Every answered poll is also classed `steady` or `enriching` (`classes`), because a page's polls
+are not alike: during a real 10-30-minute wave nearly every poll finds nothing new, and a median
+over a short run mixes in the few polls that did. Our poll is steady when its answer equals the
+previous answer to the same poller (nothing changed in the store since); the legacy poll is steady
+when it made no enriching request (DescribeRecoveryInstances, EC2, StartRecovery): the Query,
+DescribeJobs and PutItem it makes on every poll while a wave runs. A failed poll has no class.
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ SERVICES = ("dynamodb", "drs", "ec2")
 WRITES = frozenset({"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"})
 WAVE_ORDER = {"PENDING": 0, "LAUNCHING": 1, "COMPLETED": 2, "PARTIAL": 2, "FAILED": 2, "CANCELLED": 2}
 LAUNCH_ORDER = {"PENDING": 0, "IN_PROGRESS": 1, "LAUNCHED": 2, "FAILED": 2, "TERMINATED": 3}
-# A legacy poll while a wave runs and nothing changes: Query, DescribeJobs, one PutItem.
-STEADY_LEGACY = {"dynamodb:Query": 1, "drs:DescribeJobs": 1, "dynamodb:PutItem": 1}
+# Requests that make a legacy poll `enriching`: it found a change and acted on it.
+ENRICHING_LEGACY = frozenset({"drs:DescribeRecoveryInstances", "drs:StartRecovery", "ec2:DescribeInstances"})
+CLASSES = ("steady", "enriching")
 EXTRA_POLLS = 2  # polls after the first terminal answer, as a page keeps polling a little
 _tally = threading.local()  # the current thread's request counter while it measures
 
@@ -95,7 +103,7 @@ def fixed_rate(poll: Callable[[float], Poll], interval: float, deadline: float) 
     origin = time.monotonic()
     futures = []
     stop_at: int | None = None
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="poll") as pool:
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="poll") as pool:
         while time.monotonic() < deadline:
             futures.append(pool.submit(poll, origin))
             if stop_at is None:
@@ -136,6 +144,29 @@ def regressions(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return problems
 
 
+def classes(polls: list[Poll], kind: str) -> list[str | None]:
+    """Each poll's class, in arrival order: ours by its answer's content against the previous
+    answer (the first answer is enriching: it is news), legacy by the requests it made."""
+    found: list[str | None] = []
+    previous: dict[str, Any] | None = None
+    for poll in polls:
+        if poll.document is None:
+            found.append(None)
+            continue
+        if kind == "legacy":
+            enriching = any(name in ENRICHING_LEGACY for name in poll.calls)
+        else:
+            enriching = poll.document != previous
+        found.append("enriching" if enriching else "steady")
+        previous = poll.document
+    return found
+
+
+def of_class(polls: list[Poll], kind: str, name: str) -> list[Poll]:
+    """The answered polls of class `name`."""
+    return [p for p, c in zip(polls, classes(polls, kind), strict=True) if c == name]
+
+
 def p50(polls: list[Poll]) -> float:
     """Median seconds of the answered polls."""
     return percentile([p.seconds for p in polls if p.document is not None], 50)
@@ -146,18 +177,19 @@ def bare_p50(polls: list[Poll]) -> float:
     return percentile([p.bare for p in polls if p.bare is not None], 50)
 
 
-def summarize(runs: list[list[Poll]]) -> dict[str, Any]:
+def summarize(runs: list[list[Poll]], kind: str) -> dict[str, Any]:
     """Per-poll requests, writes and checks over every poll of every run; latency percentiles per
-    run, then their median over runs."""
+    run, then their median over runs, for all answered polls and for each class."""
     polls = [p for run in runs for p in run]
     documents = [[p.document for p in run if p.document is not None] for run in runs]
     answered = sum(len(d) for d in documents)
     torn = sum(bool(torn_waves(d)) for run in documents for d in run)
-    steady = [[p for p in run if dict(p.calls) == STEADY_LEGACY] for run in runs]
+    by_class = {name: [of_class(run, kind, name) for run in runs] for name in CLASSES}
 
-    def run_percentile(q: float, chosen: list[list[Poll]]) -> float:  # answered polls only
+    def run_percentile(q: float, chosen: list[list[Poll]]) -> float | None:  # answered polls only
         answers = [[p.seconds for p in run if p.document is not None] for run in chosen]
-        return ms(median([percentile(run, q) for run in answers if run]))
+        found = [percentile(run, q) for run in answers if run]
+        return ms(median(found)) if found else None
 
     finish = [
         min(p.at + p.seconds for p in run if p.terminal) for run in runs if any(p.terminal for p in run)
@@ -170,7 +202,15 @@ def summarize(runs: list[list[Poll]]) -> dict[str, Any]:
         "max_writes_per_poll": max(p.writes for p in polls),
         "p50_ms": run_percentile(50, runs),
         "p99_ms": run_percentile(99, runs),
-        "steady_p50_ms": run_percentile(50, steady) if any(steady) else None,
+        "by_class": {
+            name: {
+                "p50_ms": run_percentile(50, chosen),
+                "p99_ms": run_percentile(99, chosen),
+                "polls": sum(len(run) for run in chosen),
+                "share": round(sum(len(run) for run in chosen) / answered, 3) if answered else None,
+            }
+            for name, chosen in by_class.items()
+        },
         "bare_p50_ms": ms(median([bare_p50(run) for run in runs])) if polls[0].bare is not None else None,
         "torn_reads": torn,
         "torn_rate": round(torn / answered, 4) if answered else None,

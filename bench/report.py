@@ -87,6 +87,13 @@ def by_number(mapping: Mapping[str, Any]) -> list[tuple[int, Any]]:
 # --- one headline per section --------------------------------------------------------------------
 
 
+def mmm(figure: Mapping[str, Any] | None, unit: str = "") -> str:
+    """A gated figure as `median (min-max)` over runs."""
+    if not figure or figure.get("median") is None:
+        return "n/a"
+    return f"{num(figure['median'])}{unit} ({num(figure['min'])}{DASH}{num(figure['max'])}{unit})"
+
+
 def _read(f: Doc) -> str:
     ours, legacy, ratios = f["ours"], f["legacy"], f["ratios"]
     sizes = by_number(ours["by_waves"])
@@ -96,19 +103,26 @@ def _read(f: Doc) -> str:
     }
     most_writes = max(size["max_writes_per_poll"] for _, size in sizes)
     lag = f["ec2_lag"]
-    lag_setup = f["setup"]["ec2_lag"]
+    setup = f["setup"]
+    lag_setup = setup["ec2_lag"]
     req = legacy["requests_per_poll"]
+    latency = ours.get("latency_runs", {})
+    steady = ", ".join(f"{n} waves {mmm(s, TIMES)}" for n, s in by_number(f.get("steady_ratio", {})))
     return (
         f"ours, every size ({listing(w for w, _ in sizes)} waves): at most {num(most['dynamodb'])} "
         f"DynamoDB request, {num(most_writes)} writes, {num(most['drs'])} DRS and {num(most['ec2'])} "
-        f"EC2 calls per poll. At {ratios['headline']}: ours p50 {num(ours['p50_ms'])} ms, "
-        f"p99 {num(ours['p99_ms'])} ms; legacy {num(req['dynamodb'])} DynamoDB + {num(req['drs'])} DRS "
+        f"EC2 calls per poll. Polled every {num(setup['poll_interval_s'])} s, about "
+        f"{num(setup.get('polls_per_wave'))} polls a wave. Median (min{DASH}max) of "
+        f"{num(f.get('runs', setup['runs']))} runs: steady-state legacy/ours p50 {steady or 'n/a'}; "
+        f"ours/bare Query p50 (settled, {num(f.get('ours_over_bare', {}).get('waves'))} waves) "
+        f"{mmm(f.get('ours_over_bare'), TIMES)}; at {ratios['headline']} ours p50 "
+        f"{mmm(latency.get('p50_ms'), ' ms')}, p99 {mmm(latency.get('p99_ms'), ' ms')}. Over all polls "
+        f"at {ratios['headline']}: legacy {num(req['dynamodb'])} DynamoDB + {num(req['drs'])} DRS "
         f"+ {num(req['ec2'])} EC2 requests and {num(legacy['writes_per_poll'])} writes per poll, "
         f"p50 {num(legacy['p50_ms'])} ms, p99 {num(legacy['p99_ms'])} ms: legacy/ours p50 "
-        f"{num(ratios['legacy_over_ours_p50'])}{TIMES}. Settled (recoveries over): ours p50 "
-        f"{num(ratios['settled_ours_p50_ms'])} ms, bare Query {num(ratios['settled_bare_p50_ms'])} ms, "
-        f"ours/bare {num(ratios['ours_over_bare_p50_settled'])}{TIMES} (handler +"
-        f"{num(ratios['handler_overhead_ms'])} ms); during recoveries "
+        f"{num(ratios['legacy_over_ours_p50'])}{TIMES}. Settled: ours p50 "
+        f"{num(ratios['settled_ours_p50_ms'])} ms, bare Query {num(ratios['settled_bare_p50_ms'])} ms "
+        f"(handler +{num(ratios['handler_overhead_ms'])} ms); ours/bare during recoveries "
         f"{num(ratios['ours_over_bare_p50_recovery'])}{TIMES}. Torn reads: ours {num(ours['torn_reads'])} "
         f"of {num(ours['polls'])} polls, legacy {num(legacy['torn_reads'])} of {num(legacy['polls'])} "
         f"({num(legacy['failed_polls'])} failed polls); with EC2 showing new instances "
@@ -116,6 +130,33 @@ def _read(f: Doc) -> str:
         f"{num(lag['legacy']['polls'])}, ours {num(lag['ours']['torn_reads'])} of "
         f"{num(lag['ours']['polls'])}"
     )
+
+
+def _read_classes(f: Doc, hashes: str) -> list[str]:
+    """The read section's per-class table: p50 and p99 of steady and enriching polls, per size."""
+    if not all("by_class" in s for s in f["ours"]["by_waves"].values()):
+        return []
+    lines = [
+        f"{hashes} Read polls by class",
+        "",
+        "Steady: the answer did not change since the previous poll (ours), or no DRS/EC2 enrichment "
+        "in the poll (legacy). p50 and p99 in ms are medians over runs; polls are summed over runs.",
+        "",
+        "| waves | design | steady p50 | steady p99 | steady polls | enriching p50 | enriching p99 "
+        "| enriching polls | steady legacy/ours p50, median (min" + DASH + "max) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    steady = f.get("steady_ratio", {})
+    for waves, _ in by_number(f["ours"]["by_waves"]):
+        for kind in ("ours", "legacy"):
+            c = f[kind]["by_waves"][str(waves)]["by_class"]
+            gated = mmm(steady.get(str(waves)), TIMES) if kind == "legacy" else ""
+            lines.append(
+                f"| {waves} | {kind} | {num(c['steady']['p50_ms'])} | {num(c['steady']['p99_ms'])} | "
+                f"{num(c['steady']['polls'])} | {num(c['enriching']['p50_ms'])} | "
+                f"{num(c['enriching']['p99_ms'])} | {num(c['enriching']['polls'])} | {gated} |"
+            )
+    return [*lines, ""]
 
 
 def _freshness(f: Doc) -> str:
@@ -219,7 +260,8 @@ def render(doc: Doc, level: int = 2) -> str:
     met = sum(1 for t in targets if t["met"])
     lines = [
         f"Run of {meta['when']} on {meta['machine']}, Python {meta['python']}: scale `{meta['scale']}`, "
-        f"{num(meta['repeat'])} repeats per timing (medians over them), seed {meta['seed']}, "
+        f"{num(doc.get('runs', meta['repeat']))} runs per timing (every gated figure is their median; "
+        f"min and max shown with it), seed {meta['seed']}, "
         f"{num(meta['wall_seconds'])} s in all.",
         "",
     ]
@@ -263,7 +305,9 @@ def render(doc: Doc, level: int = 2) -> str:
             lines.append(f"| {name} | {cell(headline(doc[name]))} | {num(doc[name].get('seconds'))} s |")
         else:
             lines.append(f"| {name} | not run in this run | |")
-    return "\n".join(lines) + "\n"
+    if "read" in doc:
+        lines += ["", *_read_classes(doc["read"], hashes)]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def render_file(doc: Doc) -> str:

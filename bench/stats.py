@@ -35,3 +35,16 @@ def ratio(numerator: float, denominator: float) -> float:
 def ms(seconds: float) -> float:
     """Seconds to milliseconds, rounded to 0.01 ms for the report."""
     return round(seconds * 1000, 2)
+
+
+def spread(values: Sequence[float], digits: int = 2) -> dict[str, float | None]:
+    """min, median and max of per-run figures (rounded; None when no run gave a number): how a
+    gated figure is recorded and judged (on its median), so one lucky or unlucky run decides nothing."""
+    kept = [v for v in values if not math.isnan(v)]
+    if not kept:
+        return {"min": None, "median": None, "max": None}
+    return {
+        "min": round(min(kept), digits),
+        "median": round(median(kept), digits),
+        "max": round(max(kept), digits),
+    }

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from bench import read
-from bench.read_polls import EXTRA_POLLS, Poll, fixed_rate, regressions, torn_waves
+from bench.read_polls import EXTRA_POLLS, Poll, classes, fixed_rate, regressions, summarize, torn_waves
 from bench.section import Options
+from bench.stats import spread
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +32,23 @@ def test_smoke_run_has_the_required_figures(section: Any) -> None:
         for lagged in ("torn_reads", "torn_rate", "polls"):
             assert lagged in figures["ec2_lag"][kind]
     assert figures["ratios"]["ours_over_bare_p50_settled"] > 0
+    assert figures["runs"] == figures["setup"]["runs"] == 1
+    assert set(figures["steady_ratio"]) == {"1", "2"}
+    for gated in [*figures["steady_ratio"].values(), figures["ours_over_bare"]]:
+        assert set(gated) >= {"min", "median", "max", "runs"}
+        assert len(gated["runs"]) == 1
+    for key in ("p50_ms", "p99_ms", "p99_over_p50"):
+        assert set(figures["ours"]["latency_runs"][key]) >= {"min", "median", "max", "runs"}
+    for kind in ("ours", "legacy"):
+        for summary in figures[kind]["by_waves"].values():
+            assert set(summary["by_class"]) == {"steady", "enriching"}
+            assert summary["by_class"]["enriching"]["polls"] >= 1  # the first answer, at least
+    assert "proportion" in figures["setup"]
     assert [t.name.split(" (")[0] for t in section.targets] == [
         "read: ours per poll, every size",
-        "read: legacy/ours p50",
+        "read: steady-state legacy/ours p50, every size",
         "read: ours/bare Query p50",
+        "read: ours p99 / p50",
         "read: ours torn reads",
     ]
 
@@ -112,3 +127,72 @@ def test_the_poller_stops_a_fixed_number_of_polls_after_the_first_terminal_answe
 
     polls = fixed_rate(poll, interval=0.02, deadline=float("inf"))
     assert len(polls) == 3 + EXTRA_POLLS
+
+
+# --- steady and enriching polls, on synthetic polls (no stack) -----------------------------------
+
+STEADY_CALLS = Counter({"dynamodb:Query": 1, "drs:DescribeJobs": 1, "dynamodb:PutItem": 1})
+ENRICHING_CALLS = STEADY_CALLS + Counter(
+    {"drs:DescribeRecoveryInstances": 1, "ec2:DescribeInstances": 1, "dynamodb:PutItem": 1}
+)
+
+
+def _poll(seconds: float, document: dict[str, Any] | None, calls: Counter[str] | None = None) -> Poll:
+    return Poll(0.0, seconds, Counter({"dynamodb:Query": 1}) if calls is None else calls, document)
+
+
+def test_our_poll_is_steady_when_its_answer_did_not_change() -> None:
+    launching, done = _document("LAUNCHING", launchStatus="IN_PROGRESS"), _document("COMPLETED")
+    polls = [
+        _poll(0.01, launching),  # the first answer is news
+        _poll(0.01, copy.deepcopy(launching)),
+        _poll(0.5, None),  # failed: no class
+        _poll(0.01, copy.deepcopy(launching)),  # same as the last answer
+        _poll(0.02, done),
+        _poll(0.01, copy.deepcopy(done)),
+    ]
+    assert classes(polls, "ours") == ["enriching", "steady", None, "steady", "enriching", "steady"]
+
+
+def test_a_legacy_poll_is_steady_without_drs_or_ec2_enrichment() -> None:
+    start = Counter({"dynamodb:Query": 1, "drs:StartRecovery": 1, "dynamodb:PutItem": 1})
+    done = _document("COMPLETED")
+    polls = [
+        _poll(0.26, done, STEADY_CALLS),
+        _poll(0.9, done, ENRICHING_CALLS),
+        _poll(0.3, done, start),
+        _poll(0.25, done, STEADY_CALLS),  # same answer or not, the requests decide
+        _poll(0.02, done, Counter({"dynamodb:Query": 1})),  # over: only the Query
+        _poll(1.0, None, ENRICHING_CALLS),
+    ]
+    assert classes(polls, "legacy") == ["steady", "enriching", "enriching", "steady", "steady", None]
+
+
+def test_summaries_give_p50_and_p99_per_class() -> None:
+    done = _document("COMPLETED")
+    run = [_poll(0.9, done, ENRICHING_CALLS)] + [_poll(0.2 + i / 1000, done, STEADY_CALLS) for i in range(21)]
+    summary = summarize([run, run, run], "legacy")
+    steady, enriching = summary["by_class"]["steady"], summary["by_class"]["enriching"]
+    assert steady == {"p50_ms": 210.0, "p99_ms": 219.8, "polls": 63, "share": round(63 / 66, 3)}
+    assert enriching["p50_ms"] == enriching["p99_ms"] == 900.0
+    assert enriching["polls"] == 3
+    # all polls together: the median is a steady poll, the p99 lands among the enriching ones
+    assert summary["p50_ms"] == 210.5
+    assert summary["p99_ms"] > 219.8
+
+
+def test_the_steady_ratio_compares_steady_polls_only() -> None:
+    done, launching = _document("COMPLETED"), _document("LAUNCHING", launchStatus="IN_PROGRESS")
+    legacy = [_poll(0.9, done, ENRICHING_CALLS)] * 3 + [_poll(0.25, done, STEADY_CALLS)] * 4
+    ours = [_poll(0.5, launching)] + [_poll(0.02, copy.deepcopy(launching))] * 4 + [_poll(0.5, done)]
+    assert read.steady_ratio(legacy, ours) == pytest.approx(12.5)
+    # without a steady poll on one side there is no ratio, and its run is left out of the spread
+    assert math.isnan(read.steady_ratio(legacy, [_poll(0.5, launching)]))
+    gated = read.with_runs([12.5, float("nan"), 9.0, 30.0], 1)
+    assert gated == {"min": 9.0, "median": 12.5, "max": 30.0, "runs": [12.5, None, 9.0, 30.0]}
+
+
+def test_a_spread_is_min_median_and_max() -> None:
+    assert spread([3.0, 1.0, 2.0]) == {"min": 1.0, "median": 2.0, "max": 3.0}
+    assert spread([21.04, 62.0, 30.55, 40.0], 1) == {"min": 21.0, "median": 35.3, "max": 62.0}
+    assert spread([]) == {"min": None, "median": None, "max": None}

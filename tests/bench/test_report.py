@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from bench import __main__ as bench_main
-from bench import report
-from bench.section import Section, Target
+from bench import read, report
+from bench.section import Options, Section, Target
 from local.drs_sim import DRS_LATENCY, EC2_LATENCY
 
 FIX = "run `python -m bench.report --readme` to re-render them from bench/results/latest.json"
@@ -76,8 +76,12 @@ ALLOWED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "200\N{EN DASH}500 ms": lambda _: (
         DRS_LATENCY["DescribeRecoveryInstances"] == EC2_LATENCY["ec2:DescribeInstances"] == (0.2, 0.5)
     ),
-    # how often the read section polls (bench/read.py; recorded as read.setup.poll_interval_s)
-    "every 2 s": lambda d: d["read"]["setup"]["poll_interval_s"] == 2,
+    # how often the read section polls (bench/read.py's default sizing; read.setup.poll_interval_s)
+    "every 0.2 s": lambda _: read.sizing(Options()).interval == 0.2,
+    # what that run stands for: a page polling every 2 s, DRS waves of 10 to 30 minutes
+    # (bench/read.py PAGE_POLL_S and WAVE_MINUTES; read.setup.stands_for)
+    "every 2 s": lambda _: read.PAGE_POLL_S == 2,
+    "10 to 30 minutes": lambda _: read.WAVE_MINUTES == (10, 30),
 }
 
 
@@ -148,11 +152,13 @@ def test_a_changed_figure_changes_the_render(doc: dict[str, Any]) -> None:
 
 def test_a_missed_target_is_said_missed(doc: dict[str, Any]) -> None:
     changed = copy.deepcopy(doc)
-    changed["targets"][1] = {**changed["targets"][1], "measured": "38.8x", "met": False}
+    index = next(i for i, t in enumerate(doc["targets"]) if t["met"])  # a met target, missed now
+    changed["targets"][index] = {**changed["targets"][index], "measured": "38.8x", "met": False}
     text = report.render(changed)
-    assert f"{len(doc['targets']) - 1} of {len(doc['targets'])} met" in text
+    met = sum(t["met"] for t in doc["targets"])
+    assert f"{met - 1} of {len(doc['targets'])} met" in text
     assert "| 38.8x | **MISSED** |" in text
-    assert f"Missed: **{doc['targets'][1]['name']}** measured 38.8x" in text
+    assert f"Missed: **{doc['targets'][index]['name']}** measured 38.8x" in text
 
 
 def test_a_partial_run_says_so(doc: dict[str, Any]) -> None:
@@ -207,3 +213,70 @@ def test_make_bench_writes_latest_md_next_to_the_json(
     assert md == report.render_file(report.load(out))
     assert "**Partial run**: only sweep ran" in md
     assert report.README_PATH.read_text() == readme_before, "only the default latest.json rewrites README"
+
+
+# --- gated read figures: min, median and max over runs -------------------------------------------
+
+
+def _with_gated_read(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` with synthetic gated read figures and per-class summaries (no run needed)."""
+    changed = copy.deepcopy(doc)
+    f = changed["read"]
+    changed["runs"] = f["runs"] = 3
+    f["steady_ratio"] = {
+        n: {"min": 11.0 + i, "median": 14.5 + i, "max": 20.0 + i, "runs": [11.0 + i, 14.5 + i, 20.0 + i]}
+        for i, n in enumerate(f["ours"]["by_waves"])
+    }
+    f["ours_over_bare"] = {"min": 1.02, "median": 1.07, "max": 1.31, "runs": [1.07, 1.02, 1.31], "waves": 10}
+    f["ours"]["latency_runs"] = {
+        "waves": 10,
+        "p50_ms": {"min": 9.5, "median": 10.25, "max": 12.0, "runs": [9.5, 10.25, 12.0]},
+        "p99_ms": {"min": 25.0, "median": 41.5, "max": 88.0, "runs": [25.0, 41.5, 88.0]},
+    }
+    for kind, (steady, enriching) in {"ours": (10.5, 17.25), "legacy": (262.5, 901.75)}.items():
+        for summary in f[kind]["by_waves"].values():
+            summary["by_class"] = {
+                "steady": {"p50_ms": steady, "p99_ms": steady * 2, "polls": 300, "share": 0.9},
+                "enriching": {"p50_ms": enriching, "p99_ms": enriching * 2, "polls": 33, "share": 0.1},
+            }
+    return changed
+
+
+def test_the_render_shows_min_median_and_max_of_every_gated_read_figure(doc: dict[str, Any]) -> None:
+    text = report.render(_with_gated_read(doc))
+    x, dash = "\N{MULTIPLICATION SIGN}", "\N{EN DASH}"
+    assert "3 runs per timing" in text
+    assert f"1 waves 14.5{x} (11{dash}20{x})" in text
+    assert f"10 waves 16.5{x} (13{dash}22{x})" in text
+    assert f"(settled, 10 waves) 1.07{x} (1.02{dash}1.31{x})" in text
+    assert f"ours p50 10.25 ms (9.5{dash}12 ms), p99 41.5 ms (25{dash}88 ms)" in text
+    assert "Read polls by class" in text
+    assert f"| 10 | legacy | 262.5 | 525 | 300 | 901.75 | 1,803.5 | 33 | 16.5{x} (13{dash}22{x}) |" in text
+    assert "| 10 | ours | 10.5 | 21 | 300 | 17.25 | 34.5 | 33 |  |" in text
+
+
+def test_a_figure_without_runs_renders_as_n_a() -> None:
+    assert report.mmm(None) == "n/a"
+    assert report.mmm({"min": None, "median": None, "max": None}) == "n/a"
+    assert report.mmm({"min": 1, "median": 2.5, "max": 4}, " ms") == "2.5 ms (1\N{EN DASH}4 ms)"
+
+
+def test_a_real_run_repeats_at_least_three_times(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[int] = []
+
+    def fake(names: list[str], options: Any) -> list[Section]:
+        seen.append(options.repeat)
+        return [Section("sweep", "sweep")]
+
+    monkeypatch.setattr(bench_main, "run_sections", fake)
+    monkeypatch.setattr(bench_main, "publish", lambda out: None)
+    interval = sys.getswitchinterval()
+    try:
+        bench_main.main(["--only", "sweep", "--repeat", "1", "--out", str(tmp_path / "a.json")])
+        bench_main.main(
+            ["--only", "sweep", "--scale", "smoke", "--repeat", "1", "--out", str(tmp_path / "b.json")]
+        )
+    finally:
+        sys.setswitchinterval(interval)
+    assert seen == [3, 1]
+    assert json.loads((tmp_path / "a.json").read_text())["runs"] == 3
