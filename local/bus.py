@@ -9,6 +9,9 @@ AWS would have sent it. Each `schedule` rate fires its function from a timer —
 like the sweep's reserved concurrency of 1 — with the period divided by `speed` so a demo can
 compress time. Given the table's name, a poller delivers the table's stream (`local.streams`) to
 its function, one batch at a time, as Lambda's event source mapping does for a shard.
+Every invocation (the HTTP API's too, which goes through `invoke`) names its function for the
+thread that runs it (`current_function`), so the fault layer can check each AWS call against
+that function's IAM role.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from local.lambda_events import LambdaContext
 from local.streams import StreamDelivery
 
 log = logging.getLogger("local-bus")
+_running = threading.local()  # the function whose handler this thread is running
 ACCOUNT = "123456789012"
 SCHEDULED_EVENT = {
     "version": "0",
@@ -38,6 +42,16 @@ SCHEDULED_EVENT = {
     "resources": [],
     "detail": {},
 }
+
+
+def current_function() -> str:
+    """The function whose handler runs in this thread ("" outside any). The sweep reconciles its
+    waves on a pool of its own threads (named `sweep_N` by its ThreadPoolExecutor), which is
+    still the sweep function."""
+    name: str = getattr(_running, "function", "")
+    if not name and threading.current_thread().name.startswith("sweep_"):
+        return "sweep"
+    return name
 
 
 class LocalEventBus:
@@ -183,8 +197,12 @@ class LocalEventBus:
         self.invocations[function] += 1
         spec = self.functions[function]
         handler = spec.load()
-        with serverless.HTTP_INVOCATION_LOCK if spec.serves_http else contextlib.nullcontext():
-            result = handler(event, LambdaContext(function_name=function))
+        outer, _running.function = getattr(_running, "function", ""), function
+        try:
+            with serverless.HTTP_INVOCATION_LOCK if spec.serves_http else contextlib.nullcontext():
+                result = handler(event, LambdaContext(function_name=function))
+        finally:
+            _running.function = outer
         self.results.append((function, event, result))
         return result
 

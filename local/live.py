@@ -5,6 +5,12 @@ simulator on loopback, launching real moto instances and putting Launch Result e
 bus; serverless.yml's rules, schedule and routes wired to the unmodified handlers; the status
 page. The environment is set as a deployment would set it (`AWS_ENDPOINT_URL` to moto,
 `AWS_ENDPOINT_URL_DRS` to the simulator, `TABLE_NAME`), so the handlers cannot tell.
+
+The handlers' own boto3 clients (the default session's) also carry the cloud's fault layer,
+`local.faults.CloudFaults` (`stack.cloud`, nothing armed unless asked): `arm_fault_profile`
+arms what the demo's `--faults` adds to the simulator's and the embedded AWS's faults. IAM is
+checked on every call a function makes (`iam=True`, the default): a call its role in
+serverless.yml does not allow is refused as AWS would, and counted as `access_denied`.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from typing import Any
 import boto3
 
 from local.aws_server import AwsFaults, MotoServer
-from local.bus import LocalEventBus
+from local.bus import LocalEventBus, current_function
 from local.drs_fake import DrsFakeServer
 from local.drs_sim import EC2_LATENCY, DrsSimulator, SimConfig
+from local.faults import CloudFaults
 from local.http_api import LocalHttpApi
+from local.iam import RolePolicies
 from local.serverless import table_properties
 from reconciler import runtime
 from reconciler.observability import logger
@@ -34,6 +42,20 @@ REGION = "us-east-1"
 AMI = "ami-12c6146b"
 TERMINAL_EXECUTION = frozenset({"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"})
 log = logging.getLogger("local-live")
+DYNAMODB_WRITES = ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:TransactWriteItems")
+DRS_READS = ("drs:DescribeJobs", "drs:DescribeRecoveryInstances", "drs:DescribeSourceServers")
+
+
+def cloud_fault_key(kind: str, operation: str) -> str:
+    """The name a fired `CloudFaults` fault is counted under, beside the simulator's and the
+    embedded AWS's own: service, "start_" for StartRecovery, kind ("dynamodb_lost_answer",
+    "drs_start_lost_answer", "drs_start_quota_exceeded", "dynamodb_throttled", ...; a refused
+    call is "access_denied"). The reliability battery counts its faults the same way."""
+    if kind == "access_denied":
+        return "access_denied"
+    service, _, name = operation.partition(":")
+    start = "start_" if name == "StartRecovery" else ""
+    return f"{service}_{start}{'throttled' if kind == 'throttle' else kind}"
 
 
 class LiveStack:
@@ -50,6 +72,7 @@ class LiveStack:
         log_level: str = "ERROR",
         instance_types: dict[str, str] | None = None,
         concurrency: int = 4,
+        iam: bool = True,
     ) -> None:
         self.concurrency = concurrency  # concurrent invocations of the bus (Lambda concurrency)
         self.config = config or SimConfig()
@@ -65,7 +88,11 @@ class LiveStack:
             throttle={"ec2:DescribeInstances": self.config.throttle_rate},
             seed=self.config.seed,
         )
+        self._policies: RolePolicies | None = None
+        self.cloud = CloudFaults(seed=self.config.seed, iam=self._denied, current_function=current_function)
+        self.cloud.enforce_iam = iam
         self._saved: dict[str, str | None] = {}
+        self._saved_session: boto3.session.Session | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -110,6 +137,12 @@ class LiveStack:
         logger.setLevel(self.log_level)
         # Metrics are off locally; Powertools still warns that a handler published none.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
+        # The handlers' clients come from the default session: a fresh one with the fault layer
+        # on its emitter, before any client is built (runtime.reset drops the cached ones).
+        self._saved_session = boto3.DEFAULT_SESSION
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        self.cloud.install(boto3.DEFAULT_SESSION.events)
         runtime.reset()
         self.dynamodb.create_table(TableName=self.table_name, **table_properties())
         self.bus.start()
@@ -130,7 +163,52 @@ class LiveStack:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        boto3.DEFAULT_SESSION = self._saved_session
         runtime.reset()
+
+    def _denied(self, function: str, service_operation: str, params: dict[str, Any]) -> list[str]:
+        """The IAM actions `function`'s role (serverless.yml) lacks for this call."""
+        if self._policies is None:
+            self._policies = RolePolicies.from_serverless()
+        return self._policies.denied(function, service_operation, params)
+
+    # ---------------------------------------------------------------- the cloud's faults
+
+    def arm_start_faults(self) -> None:
+        """The next StartRecovery calls, in order: refused over the concurrent-job quota once (the
+        start is deferred), throttled three times in a row (the caller asks three times, then
+        defers it again), then its answer lost after DRS created the job (a read timeout: the
+        sweep adopts the job by its tags). Arm before `POST /executions` to meet wave 1's start."""
+        self.cloud.arm("quota_exceeded", "drs:StartRecovery", times=1)
+        self.cloud.arm("throttle", "drs:StartRecovery", times=3)
+        self.cloud.arm("lost_answer", "drs:StartRecovery", times=1)
+
+    def arm_rate_faults(self) -> None:
+        """A share of the handlers' calls meet the cloud's failures, each kind also once for sure
+        (its first call) so every run shows it: lost answers of DynamoDB writes that committed
+        (3 %), transaction conflicts (2 %), DynamoDB throttling (3 %, absorbed by botocore's
+        retries), DRS 5xx on the Describe* calls (5 %), and two DRS connect timeouts."""
+        cloud = self.cloud
+        for operation in ("dynamodb:UpdateItem", "dynamodb:TransactWriteItems"):
+            cloud.arm("lost_answer", operation, times=1)
+        cloud.arm("transaction_conflict", "dynamodb:UpdateItem", times=1)
+        cloud.arm("throttle", "dynamodb:Query", times=1)
+        cloud.arm("server_error", "drs:DescribeJobs", times=1)
+        cloud.arm("connect_timeout", "drs:DescribeJobs", times=1)
+        cloud.arm("connect_timeout", "drs:DescribeRecoveryInstances", times=1)
+        for operation in DYNAMODB_WRITES:
+            cloud.arm_rate("lost_answer", operation, 0.03)
+        for operation in ("dynamodb:UpdateItem", "dynamodb:TransactWriteItems"):
+            cloud.arm_rate("transaction_conflict", operation, 0.02)
+        cloud.arm_rate("throttle", "dynamodb:*", 0.03)
+        for operation in DRS_READS:
+            cloud.arm_rate("server_error", operation, 0.05)
+
+    def arm_fault_profile(self) -> None:
+        """Everything `arm_start_faults` and `arm_rate_faults` arm (the demo arms the rates only
+        after its POST, which a transaction conflict would otherwise answer 503)."""
+        self.arm_start_faults()
+        self.arm_rate_faults()
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
@@ -179,5 +257,10 @@ class LiveStack:
         return status, reply_headers, decoded
 
     def fault_counts(self) -> Counter[str]:
-        """Every fault injected so far, by kind (simulator and embedded AWS)."""
-        return self.sim.faults + self.faults.injected
+        """Every fault that fired so far, by kind: the simulator's (events dropped, duplicated,
+        delayed; DRS throttling), the embedded AWS's (EC2 throttling, hidden instances) and the
+        fault layer's on the handlers' clients (`cloud_fault_key`)."""
+        cloud: Counter[str] = Counter()
+        for (kind, operation), count in dict(self.cloud.fired_by_operation).items():
+            cloud[cloud_fault_key(kind, operation)] += count
+        return Counter(dict(self.sim.faults)) + Counter(dict(self.faults.injected)) + cloud

@@ -6,7 +6,11 @@ servers), and shows its progress as a table that redraws in place (on a terminal
 per change (in a log). Prints the page's URL and keeps serving until Ctrl-C. With
 `--exit-when-done` it exits 0 once the execution is terminal, after printing the final table;
 `--faults` turns on the fault profile: lost, duplicated and reordered events, EC2 instances
-invisible for a while after launch, throttled DRS and EC2 reads.
+invisible for a while after launch, throttled DRS and EC2 reads; and, on the handlers' own AWS
+clients (`local.faults`), lost answers of DynamoDB writes that committed, transaction conflicts,
+DynamoDB throttling, DRS 5xx and connect timeouts, and wave 1's StartRecovery refused over the
+job quota, throttled until it is deferred again, then answered with a timeout after its job was
+created (the sweep adopts it). IAM is enforced on every call the handlers make.
 
 Time is compressed: servers launch in seconds, and the sweep's `rate(1 minute)` fires every
 60/`--speed` seconds.
@@ -58,7 +62,7 @@ def try_it(api_url: str, spare: list[str]) -> str:
 def summary(stack: LiveStack, elapsed: float) -> str:
     faults = dict(sorted(stack.fault_counts().items())) or "none"
     calls = dict(sorted(stack.bus.invocations.items()))
-    lines = [f"Elapsed {elapsed:.1f}s   faults injected: {faults}", f"Lambda invocations: {calls}"]
+    lines = [f"Elapsed {elapsed:.1f}s   faults fired: {faults}", f"Lambda invocations: {calls}"]
     if stack.bus.failures:
         lines.append(f"Invocations that failed for good (DLQ): {len(stack.bus.failures)}")
     return "\n".join(lines)
@@ -105,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     config = SimConfig.profile("faults" if args.faults else "calm", seed=args.seed)
     started = time.monotonic()
     with LiveStack(config, speed=args.speed, api_port=args.port, instance_types=INSTANCE_TYPES) as stack:
+        if args.faults:
+            stack.arm_start_faults()  # wave 1's start: deferred twice, then its answer lost
         execution_id = start_drill(stack)
+        if args.faults:
+            stack.arm_rate_faults()  # after the POST, which a transaction conflict would refuse (503)
         spare = [stack.sim.add_source_server(hostname=f"spare-{i:02d}") for i in range(1, 5)]
         header = (
             f"DRS wave reconciler — local stack ({'fault profile' if args.faults else 'no faults'}, seed {args.seed})\n"

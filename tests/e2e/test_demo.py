@@ -4,7 +4,10 @@
 `make demo ARGS='--exit-when-done --faults'` runs). While it runs, a poller in this process reads
 `GET /executions/{id}` over HTTP from the URL the demo prints, as the status page would, and
 checks every document it sees for torn reads (I7) and regressions (I1). At the end the final
-document must have every wave terminal and every launched server with all four EC2 fields.
+document must have every wave terminal and every server launched with all four EC2 fields, and
+every kind of the cloud's faults the profile arms on the handlers' clients (`local.faults`:
+lost answers, transaction conflicts, throttling, 5xx, connect timeouts, the job quota) must have
+fired, with no call refused by IAM (enforced throughout).
 """
 
 from __future__ import annotations
@@ -26,6 +29,18 @@ from tests.invariants import EC2_FIELDS, regressions, torn_waves
 ROOT = Path(__file__).resolve().parents[2]
 URL = re.compile(r"^API:\s+(http://127\.0\.0\.1:\d+/executions/[0-9a-f-]+)$")
 TERMINAL = {"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"}
+# What `--faults` arms on the handlers' clients (LiveStack.arm_fault_profile), by the name it is
+# counted under; each must have fired.
+CLOUD_FAULTS = (
+    "dynamodb_lost_answer",
+    "dynamodb_transaction_conflict",
+    "dynamodb_throttled",
+    "drs_server_error",
+    "drs_connect_timeout",
+    "drs_start_quota_exceeded",
+    "drs_start_throttled",
+    "drs_start_lost_answer",
+)
 
 
 class Poller(threading.Thread):
@@ -38,6 +53,7 @@ class Poller(threading.Thread):
         self.done = threading.Event()
         self.polls = 0
         self.statuses: set[str] = set()
+        self.start_problems: set[str] = set()  # why a wave's start was deferred, as the page shows it
         self.problems: list[str] = []
         self.last: dict[str, Any] | None = None
 
@@ -50,6 +66,7 @@ class Poller(threading.Thread):
                 continue  # the demo has exited
             self.polls += 1
             self.statuses.update(w["status"] for w in document["waves"])
+            self.start_problems.update(w["startProblem"] for w in document["waves"] if w.get("startProblem"))
             self.problems += torn_waves(document) + regressions(self.last, document)
             self.last = document
 
@@ -89,19 +106,27 @@ def test_exit_when_done_with_faults_finishes_complete_and_never_torn() -> None:
 
     report = json.loads(lines[-1])
     document = report["document"]
-    assert document["status"] in TERMINAL
+    # No server fails in the fault profile: the drill COMPLETED, every server with its EC2 details
+    assert document["status"] == "COMPLETED", document
     assert [w["waveNumber"] for w in document["waves"]] == [1, 2, 3]
     assert sum(len(w["servers"]) for w in document["waves"]) == 12
     for wave in document["waves"]:
-        assert wave["status"] in TERMINAL, wave
+        assert wave["status"] == "COMPLETED", wave
         for server in wave["servers"]:
-            if server["launchStatus"] == "LAUNCHED":
-                missing = [field for field in EC2_FIELDS if not server[field]]
-                assert not missing, f"{server['hostname']} lacks {missing}"
+            assert server["launchStatus"] == "LAUNCHED", server
+            missing = [field for field in EC2_FIELDS if not server[field]]
+            assert not missing, f"{server['hostname']} lacks {missing}"
     # The fault profile really injected faults, of the kinds the issue names.
     faults = report["faults"]
     assert faults.get("ec2_hidden", 0) > 0, faults
     assert sum(faults.get(k, 0) for k in ("event_dropped", "event_duplicated", "event_delayed")) > 0, faults
+    # ... and every kind the fault layer arms on the handlers' clients fired; IAM refused nothing
+    assert [kind for kind in CLOUD_FAULTS if not faults.get(kind)] == [], faults
+    assert "access_denied" not in faults, faults
+    # wave 1's start was deferred (quota, then throttling), and the page said why meanwhile
+    assert any(p.startswith("ServiceQuotaExceededException") for p in poller.start_problems), (
+        poller.start_problems
+    )
     assert report["failedInvocations"] == 0
     # What a reader saw throughout: never green without the data, never backwards.
     assert poller.polls >= 20, poller.polls

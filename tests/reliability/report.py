@@ -5,9 +5,17 @@ module runs them (profile `quick` or `long`, see test_state_machine.py), runs mu
 the pure core, sums the recorded figures, and prints them against the targets of
 shared/docs/reliability.md and issue 5. `make test` runs the tests as part of the whole suite and
 then calls this with `--no-run`, which only adds mutation testing and the report. The last line of
-output is always the JSON object (keys: violations, faults_injected, bad_inputs,
-bad_inputs_rejected, http_5xx, lost_updates, torn_reads, regressions, converged_share,
-mutation_score, and more); the exit status is 0 only when every target is met.
+output is always the JSON object (keys: violations, faults_injected, faults_by_kind,
+scenario_events, bad_inputs, bad_inputs_rejected, http_5xx, lost_updates, torn_reads,
+regressions, converged_share, mutation_score, and more); the exit status is 0 only when every
+target is met.
+
+Faults are what the cloud does wrong (lost answers, throttling, 5xx, transaction conflicts,
+timeouts, the job quota, lost/duplicated/reordered/stale events, hidden EC2 instances, crashes),
+each counted only when it fired; scenario events are normal behaviour the battery also plays (a
+DRS job completing with no event, Lambda retrying a failed invocation) and are not faults. Every
+kind of the cloud-fault layer (`local/faults.py`, NEW_FAULT_KINDS) must have fired in the run,
+so the battery provably exercised each.
 """
 
 from __future__ import annotations
@@ -31,6 +39,21 @@ JUNIT = "junit.xml"
 LONG_FAULTS_TARGET = 10_000
 BAD_INPUTS_TARGET = 1_000
 MUTATION_TARGET = 0.85
+# The faults of local/faults.py the state machine plays (local.live.cloud_fault_key): each must
+# fire at least once in every profile.
+NEW_FAULT_KINDS = (
+    "dynamodb_lost_answer",
+    "drs_lost_answer",
+    "drs_start_lost_answer",
+    "dynamodb_transaction_conflict",
+    "dynamodb_throttled",
+    "drs_server_error",
+    "drs_start_server_error",
+    "drs_connect_timeout",
+    "drs_start_connect_timeout",
+    "drs_start_quota_exceeded",
+    "drs_start_throttled",
+)
 
 
 STATE_MACHINE = "tests/reliability/test_state_machine.py"
@@ -85,6 +108,7 @@ def summarize(figures: dict[str, dict[str, Any]], tests: tuple[int, int], profil
     fidelity = figures.get("fidelity", {})
     mutation = figures.get("mutation", {})
     faults = dict(sorted(machine.get("faults", {}).items()))
+    scenario = dict(sorted(machine.get("scenario_events", {}).items()))
     waves = machine.get("waves", 0)
     tried = bad.get("bad_inputs", 0)
     return {
@@ -93,6 +117,14 @@ def summarize(figures: dict[str, dict[str, Any]], tests: tuple[int, int], profil
         "reliability_tests": tests[0],
         "faults_injected": sum(faults.values()),
         "faults_by_kind": faults,
+        "scenario_events": scenario,
+        "new_fault_kinds_not_fired": [kind for kind in NEW_FAULT_KINDS if not faults.get(kind)],
+        "cloud_faults_by_operation": dict(sorted(machine.get("cloud_faults_by_operation", {}).items())),
+        "starts_deferred": dict(sorted(machine.get("starts_deferred", {}).items())),
+        "max_jobs_per_wave": max(machine.get("max_jobs_per_wave") or [0]),
+        "iam_enforced": bool(machine.get("iam_enforced")),
+        "iam_refusals": faults.get("access_denied", 0) + bad.get("iam_refusals", 0),
+        "read_polls_busy": machine.get("polls_busy", 0),
         "seeds": machine.get("seeds", []),
         "runs": machine.get("examples", 0),
         "steps": machine.get("steps", 0),
@@ -130,6 +162,13 @@ def missed_targets(summary: dict[str, Any]) -> list[str]:
         (summary["torn_reads"] == 0 and summary["regressions"] == 0, "no torn read, no regression"),
         (summary["converged_share"] == 1, "every wave converged after one sweep"),
         ((summary["mutation_score"] or 0) >= MUTATION_TARGET, f"mutation score >= {MUTATION_TARGET:.0%}"),
+        (
+            not summary["new_fault_kinds_not_fired"],
+            "every cloud fault kind fired (not: " + ", ".join(summary["new_fault_kinds_not_fired"]) + ")",
+        ),
+        (summary["starts_deferred"].get("ThrottlingException", 0) > 0, "a start deferred by DRS throttling"),
+        (summary["max_jobs_per_wave"] <= 1, "at most one DRS job per wave (exactly-once start)"),
+        (summary["iam_enforced"] and summary["iam_refusals"] == 0, "IAM enforced, no call refused"),
     ]
     if summary["profile"] == "long":
         checks.append((summary["faults_injected"] >= LONG_FAULTS_TARGET, f">= {LONG_FAULTS_TARGET} faults"))
@@ -150,8 +189,18 @@ def table(summary: dict[str, Any], missed: list[str]) -> str:
             f"{summary['violations']} of {summary['reliability_tests']}",
         ),
         ("state-machine runs / steps", f"{summary['runs']} / {summary['steps']}  seeds {summary['seeds']}"),
-        ("faults injected (runs with every invariant intact)", summary["faults_injected"]),
-        *((f"  {kind}", count) for kind, count in summary["faults_by_kind"].items()),
+        ("faults injected and fired (runs with every invariant intact)", summary["faults_injected"]),
+        *((f"  {kind}", _fault(kind, count)) for kind, count in summary["faults_by_kind"].items()),
+        *((f"  {kind}", "0  NEVER FIRED") for kind in summary["new_fault_kinds_not_fired"]),
+        ("scenario events (normal behaviour, not faults)", sum(summary["scenario_events"].values())),
+        *((f"  {kind}", count) for kind, count in summary["scenario_events"].items()),
+        ("starts deferred, by DRS's answer", _pairs(summary["starts_deferred"])),
+        ("DRS jobs per wave, at most (exactly-once start)", summary["max_jobs_per_wave"]),
+        (
+            "IAM enforced / calls refused",
+            f"{'yes' if summary['iam_enforced'] else 'NO'} / {summary['iam_refusals']}",
+        ),
+        ("read polls answered 503 + Retry-After (Query throttled 5x)", summary["read_polls_busy"]),
         ("bad inputs tried (distinct)", summary["bad_inputs"]),
         ("bad inputs rejected cleanly", f"{summary['bad_inputs_rejected']} ({_percent(share)})"),
         ("state changes from bad input", summary["state_changes_from_bad_input"]),
@@ -173,6 +222,14 @@ def table(summary: dict[str, Any], missed: list[str]) -> str:
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
     lines += [f"mutant left alive: {text}" for text in summary["mutation_survivors"]]
     return "\n".join(lines)
+
+
+def _fault(kind: str, count: int) -> str:
+    return f"{count}  (local/faults.py)" if kind in NEW_FAULT_KINDS else str(count)
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items()) or "none"
 
 
 def _percent(value: float | None) -> str:

@@ -101,6 +101,9 @@ def world() -> Iterator[World]:
     """One stack for the module, with a real execution in flight (wave 1 LAUNCHING, wave 2
     PENDING) and a registered server no job uses (so a plan naming it would really start)."""
     with LocalStack(log_level="CRITICAL") as stack:
+        # IAM on for the whole module: a hostile input must not lead a function to a call its
+        # role would not allow (counted as the fault layer's `access_denied`, which must stay 0)
+        stack.faults.enforce_iam = True
         posted = post_plan(stack, [["web-1", "web-2"], ["db-1"]], name="bad-input target")
         first = posted["waves"][0]
         names = {
@@ -681,7 +684,7 @@ def mutate_plan(plan: dict[str, Any], mutations: list[Mutation]) -> dict[str, An
             else:
                 parent = None
         last = path[-1]
-        if isinstance(parent, dict):
+        if isinstance(parent, dict) and isinstance(last, str):  # (a JSON object's keys are strings)
             if value is _DROP:
                 parent.pop(last, None)
             else:
@@ -840,6 +843,10 @@ def test_every_bad_input_was_rejected_cleanly(world: World) -> None:
         "escaped_exceptions": tally.escaped,
         "by_kind": dict(tally.by_kind),
         "outcomes": dict(tally.outcomes),
+        "iam_refusals": world.stack.faults.fired["access_denied"],
+        "iam_refused_calls": sorted(
+            op for (kind, op) in world.stack.faults.fired_by_operation if kind == "access_denied"
+        ),
     }
     record("bad_input", figures)
     assert len(tally.seen) >= 1000, figures
@@ -847,3 +854,4 @@ def test_every_bad_input_was_rejected_cleanly(world: World) -> None:
     assert tally.http_5xx == 0, figures
     assert tally.state_changes == 0, figures
     assert tally.escaped == 0, figures
+    assert figures["iam_refusals"] == 0, figures

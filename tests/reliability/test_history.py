@@ -54,7 +54,10 @@ LAMBDA_ATTEMPTS = 3  # an async invocation and its two retries
 @pytest.fixture
 def recorded() -> Iterator[tuple[LocalStack, Recorder]]:
     """The embedded stack with every client recorded: the session's (the handlers' clients are
-    built from it after the reset) and the stack's own (the legacy writer uses it)."""
+    built from it after the reset) and the stack's own (the legacy writer uses it). IAM is not
+    enforced here, unlike the rest of the battery: 8 threads run handlers at once and LocalStack
+    names the running function process-wide (`CallsByFunction.current`), so a call would be
+    checked against another thread's function."""
     with LocalStack() as stack:
         recorder = Recorder(versioned_items)
         recorder.attach(boto3.DEFAULT_SESSION.events)

@@ -5,9 +5,19 @@ it plays DRS and the cloud: servers launch or fail, jobs complete with no event,
 events are delivered in any order, twice, late (after the wave ended) or never, EC2 hides new
 instances and throttles, DRS throttles, a function dies right after its write landed (and its
 event comes back), a second handler runs in the middle of the first, the sweep runs, the clock
-jumps, and the page polls. After every step the invariants I1-I5 and I7 of
-shared/docs/reliability.md are checked on the stored items and on what the read API returns;
-when the run ends, deliveries stop, one sweep runs, and the store must equal DRS/EC2 truth (I6).
+jumps, and the page polls. Inside botocore (`stack.faults`, local/faults.py) the cloud also
+loses answers of DynamoDB writes that committed and of DRS calls (a StartRecovery whose job was
+created while its caller saw a read timeout), cancels writes for a transaction in the way,
+throttles DynamoDB past botocore's five attempts, answers DRS calls 5xx, times out connecting to
+DRS, refuses StartRecovery over the concurrent-job quota and throttles it long enough to defer
+a start. Each such fault is armed for the next N calls of a step (`arm(kind, operation, times)`)
+and disarmed when the step ends, so a failing program shrinks and replays; it is counted only if
+it fired. IAM is enforced on every call throughout: a call a function's role does not allow is a
+violation. After every step the invariants I1-I5 and I7 of shared/docs/reliability.md are
+checked on the stored items and on what the read API returns, and no wave may ever have more
+than one DRS job tagged for it (exactly-once start); when the run ends, deliveries stop, every
+fault is disarmed, time passes beyond the claim grace and any deferred start's retry time, one
+sweep runs, and the store must equal DRS/EC2 truth (I6).
 A failure shrinks to a short program of steps. DRS truth lives in the DRS fake (the simulator's
 API core); the rules move it by hand instead of by the simulator's clock, so Hypothesis chooses,
 replays and shrinks every transition. Profiles: `quick` (default, a few hundred runs) and `long`
@@ -34,9 +44,11 @@ from hypothesis.stateful import (
 )
 
 from local.lambda_events import launch_result
+from local.live import cloud_fault_key
 from reconciler.errors import TemporaryError
 from reconciler.store import EXECUTION_SK, wave_from_item
 from schemas.records import WaveRecord
+from schemas.times import parse_time
 from tests.invariants import regressions, torn_waves
 from tests.reliability.figures import record
 from tests.reliability.world import CrashAfterWrite, World
@@ -62,6 +74,63 @@ TERMINAL = {"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"}
 LAUNCHED = {"LAUNCHED", "TERMINATED"}
 THROTTLES = ("DescribeJobs", "DescribeRecoveryInstances", "ec2:DescribeInstances")
 SERVER_OUTCOMES = ("launch", "launch", "fail", "in_progress", "launch_hidden")
+# The test's own names of the tags a started job carries (docs/start-protocol.md), not the code's.
+TAG_EXECUTION = "drs-reconciler:executionId"
+TAG_WAVE = "drs-reconciler:waveNumber"
+START_GRACE_SECONDS = 300  # the stack's default START_GRACE_SECONDS
+
+# Faults of the cloud inside botocore (local.faults.CloudFaults): name -> (kind, the operations
+# armed). Each is armed for the next N calls of a step (of each operation), then disarmed.
+DYNAMODB_WRITES = ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:TransactWriteItems")
+CLOUD_FAULTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lost answer of a DynamoDB write": ("lost_answer", DYNAMODB_WRITES),
+    "lost answer of DescribeJobs": ("lost_answer", ("drs:DescribeJobs",)),
+    "lost answer of DescribeRecoveryInstances": ("lost_answer", ("drs:DescribeRecoveryInstances",)),
+    "lost answer of StartRecovery": ("lost_answer", ("drs:StartRecovery",)),
+    "transaction conflict on UpdateItem": ("transaction_conflict", ("dynamodb:UpdateItem",)),
+    "transaction conflict on TransactWriteItems": ("transaction_conflict", ("dynamodb:TransactWriteItems",)),
+    "GetItem throttled": ("throttle", ("dynamodb:GetItem",)),
+    "Query throttled": ("throttle", ("dynamodb:Query",)),
+    "UpdateItem throttled": ("throttle", ("dynamodb:UpdateItem",)),
+    "TransactWriteItems throttled": ("throttle", ("dynamodb:TransactWriteItems",)),
+    "DescribeJobs 5xx": ("server_error", ("drs:DescribeJobs",)),
+    "DescribeRecoveryInstances 5xx": ("server_error", ("drs:DescribeRecoveryInstances",)),
+    "StartRecovery 5xx": ("server_error", ("drs:StartRecovery",)),
+    "DescribeJobs connect timeout": ("connect_timeout", ("drs:DescribeJobs",)),
+    "DescribeRecoveryInstances connect timeout": ("connect_timeout", ("drs:DescribeRecoveryInstances",)),
+    "StartRecovery connect timeout": ("connect_timeout", ("drs:StartRecovery",)),
+    "StartRecovery over the job quota": ("quota_exceeded", ("drs:StartRecovery",)),
+    "StartRecovery throttled": ("throttle", ("drs:StartRecovery",)),
+}
+# A step's cloud fault is drawn by family, then within it, so every kind gets its share.
+CLOUD_FAMILIES: dict[str, tuple[str, ...]] = {
+    "lost answers": tuple(name for name in CLOUD_FAULTS if name.startswith("lost answer")),
+    "transaction conflicts": tuple(name for name in CLOUD_FAULTS if name.startswith("transaction")),
+    "DynamoDB throttling": (
+        "GetItem throttled",
+        "Query throttled",
+        "UpdateItem throttled",
+        "TransactWriteItems throttled",
+    ),
+    "DRS 5xx": tuple(name for name in CLOUD_FAULTS if name.endswith("5xx")),
+    "DRS connect timeouts": tuple(name for name in CLOUD_FAULTS if name.endswith("connect timeout")),
+    "StartRecovery refused for a while": ("StartRecovery over the job quota", "StartRecovery throttled"),
+}
+assert sorted(name for family in CLOUD_FAMILIES.values() for name in family) == sorted(CLOUD_FAULTS)
+# What may meet POST /executions (about 2 runs in 3): its create transaction or wave 1's start,
+# most often a lost StartRecovery answer (a job nobody recorded: the start protocol's hard case).
+# (Hypothesis favours the first and the last element of a sampled_from: "none" and a lost start.)
+POST_FAULTS = (
+    *(["none"] * 6),
+    "lost answer of a DynamoDB write",
+    "transaction conflict on TransactWriteItems",
+    "TransactWriteItems throttled",
+    *(name for name, (_, operations) in CLOUD_FAULTS.items() if operations == ("drs:StartRecovery",)),
+    *(["lost answer of StartRecovery"] * 2),
+)
+# How many calls in a row meet an armed cloud fault: a retrying client absorbs up to 4 (5
+# attempts), more reach our code; StartRecovery is asked 3 times before its start is deferred.
+CLOUD_TIMES = st.integers(min_value=1, max_value=7)
 DELIVERY_FAULTS = (
     "none",
     "drop",
@@ -71,8 +140,13 @@ DELIVERY_FAULTS = (
     "interleave another event",
     "interleave sweep",
     *THROTTLES,
+    "cloud",  # one of CLOUD_FAULTS, drawn next
 )
-SWEEP_FAULTS = ("none", "crash after write", *THROTTLES)
+SWEEP_FAULTS = ("none", "crash after write", *THROTTLES, "cloud", "cloud")
+POLL_FAULTS = ("none", "none", "none", "Query throttled")
+# Normal behaviour, not faults: DRS completes a job a little after its last server with no event
+# of its own, and Lambda retries an invocation that failed (the failure is the fault, counted).
+SCENARIO_EVENTS = frozenset({"job_completed_silently", "event_redelivered"})
 
 
 def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
@@ -92,9 +166,14 @@ class Totals:
         self.examples = 0
         self.steps = 0
         self.faults: Counter[str] = Counter()
+        self.scenario_events: Counter[str] = Counter()
+        self.cloud_faults: Counter[str] = Counter()  # "kind service:Operation" -> fired
+        self.starts_deferred: Counter[str] = Counter()  # deferral writes, by DRS's reason
         self.polls = 0  # every poll asserts no 5xx, no torn wave, no regression (I7, I1)
+        self.polls_busy = 0  # polls answered 503 + Retry-After while DynamoDB throttled the Query
         self.waves = 0
         self.converged = 0
+        self.max_jobs_per_wave = 0
 
 
 TOTALS = Totals()
@@ -120,6 +199,10 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self.hidden: dict[str, None] = {}  # ordered by when hidden (instance ids are random)
         self.ever_hidden: set[str] = set()
         self.faults: Counter[str] = Counter()
+        self.scenario: Counter[str] = Counter()
+        self.starts_deferred: Counter[str] = Counter()
+        self.polls_busy = 0
+        self.max_jobs_per_wave = 0
         self.steps = 0
         self.last_items: dict[tuple[str, str], dict[str, Any]] = {}
         self.last_writes: Counter[tuple[str, str]] = Counter()
@@ -128,8 +211,15 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ the plan
 
-    @initialize(waves=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3))
-    def start_execution(self, waves: list[int]) -> None:
+    @initialize(
+        waves=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3),
+        fault=st.sampled_from(POST_FAULTS),
+        times=CLOUD_TIMES,
+    )
+    def start_execution(self, waves: list[int], fault: str, times: int) -> None:
+        """POST the plan, its create transaction or wave 1's StartRecovery maybe meeting a fault:
+        202 (wave 1 started, its answer lost, or its start deferred), or 503 for a create that
+        wrote nothing, which the operator retries."""
         plan = {
             "name": "reliability drill",
             "isDrill": True,
@@ -141,7 +231,20 @@ class ReconcilerMachine(RuleBasedStateMachine):
                 for n, size in enumerate(waves)
             ],
         }
-        status, _, document = self.stack.http("POST", "/executions", body=plan)
+        if fault == "StartRecovery throttled":  # at POST, long enough to defer wave 1 (3-5 calls)
+            times = 3 + (times - 1) % 3
+        self._arm(fault, times)
+        try:
+            status, headers, document = self.stack.http("POST", "/executions", body=plan)
+        finally:
+            self.world.end_step()
+        if status == 503 and headers.get("Location"):  # recorded or not, it cannot tell: look
+            status, headers, document = self.stack.http("GET", headers["Location"])
+            if status == 200:
+                status = 202
+        if status in (503, 404):  # nothing was written: the operator POSTs again
+            assert not self.world.items(), f"a POST answered {status} left items behind"
+            status, _, document = self.stack.http("POST", "/executions", body=plan)
         assert status == 202, document
         self.execution_id = document["executionId"]
 
@@ -202,7 +305,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(self._completable_jobs()), label="job")
         self.stack.fake.set_job_status(job_id, "STARTED")
         self.stack.fake.set_job_status(job_id, "COMPLETED")
-        self.faults["job_completed_silently"] += 1
+        self.scenario["job_completed_silently"] += 1
 
     # ------------------------------------------------------------------ deliveries
 
@@ -220,20 +323,31 @@ class ReconcilerMachine(RuleBasedStateMachine):
             self.delivered.append(event)
         else:  # Lambda retries a failed async invocation: the event comes back later
             self.pending.append(event)
-            self.faults["event_redelivered"] += 1
+            self.scenario["event_redelivered"] += 1
         return delivered
 
     def _sweep(self) -> bool:
         return self._handle("sweep", {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
 
     def _throttle(self, api: str, count: int) -> None:
-        """The next `count` calls are throttled: up to 3 are absorbed by botocore's retries (4
-        attempts); more reach the handler as a temporary error."""
+        """The next `count` calls of this step are throttled: up to 4 are absorbed by botocore's
+        retries (5 attempts); more reach the handler as a temporary error. Counted when met."""
         if api == "ec2:DescribeInstances":
             self.world.ec2_throttles += count
         else:
-            self.stack.fake.throttle_next(api, count)
-            self.faults["drs_throttle_armed"] += count
+            self.world.throttle_drs(api, count)
+
+    def _arm(self, fault: str, times: int) -> None:
+        """Arm a cloud fault (CLOUD_FAULTS) for this step; "none" and the other faults arm nothing."""
+        if fault in CLOUD_FAULTS:
+            kind, operations = CLOUD_FAULTS[fault]
+            self.world.arm_cloud(kind, operations, times)
+
+    def _arm_drawn(self, data: st.DataObject) -> None:
+        """Arm one of CLOUD_FAULTS for the next 1-7 calls of this step."""
+        family = data.draw(st.sampled_from(list(CLOUD_FAMILIES)), label="cloud fault family")
+        fault = data.draw(st.sampled_from(CLOUD_FAMILIES[family]), label="cloud fault")
+        self._arm(fault, data.draw(CLOUD_TIMES, label="times"))
 
     @precondition(lambda self: bool(self.pending))
     @rule(data=st.data(), fault=st.sampled_from(DELIVERY_FAULTS))
@@ -243,20 +357,24 @@ class ReconcilerMachine(RuleBasedStateMachine):
         if index:
             self.faults["event_reordered"] += 1
         event = self.pending.pop(index)
-        if fault == "drop":
-            self.faults["event_dropped"] += 1
-        elif fault == "twice":
-            self._deliver_twice(event)
-        elif fault == "crash after write":
-            self.world.crash_armed = True  # the next write lands, then the function dies
-            self._deliver(event)
-            self.world.crash_armed = False
-        elif fault.startswith("interleave"):
-            self._interleave(data, event, fault)
-        else:
-            if fault != "none":
-                self._throttle(fault, data.draw(st.integers(1, 5), label="throttles"))
-            self._deliver(event)
+        try:
+            if fault == "drop":
+                self.faults["event_dropped"] += 1
+            elif fault == "twice":
+                self._deliver_twice(event)
+            elif fault == "crash after write":
+                self.world.crash_armed = True  # the next write lands, then the function dies
+                self._deliver(event)
+            elif fault.startswith("interleave"):
+                self._interleave(data, event, fault)
+            else:
+                if fault in THROTTLES:
+                    self._throttle(fault, data.draw(st.integers(1, 5), label="throttles"))
+                elif fault == "cloud":
+                    self._arm_drawn(data)
+                self._deliver(event)
+        finally:
+            self.world.end_step()
 
     def _deliver_twice(self, event: dict[str, Any]) -> None:
         """I5: the second delivery of the same event changes nothing."""
@@ -264,7 +382,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
             return
         before = self.world.items()
         self.faults["event_duplicated"] += 1
-        if self._deliver(event):  # (it can meet a throttle left over from an earlier step)
+        if self._deliver(event):
             assert self.world.items() == before, "I5: delivering an event twice changed the store"
 
     def _interleave(self, data: st.DataObject, first: dict[str, Any], how: str) -> None:
@@ -345,18 +463,38 @@ class ReconcilerMachine(RuleBasedStateMachine):
     def sweep_runs(self, data: st.DataObject, fault: str) -> None:
         if fault == "crash after write":
             self.world.crash_armed = True  # one wave's write lands, then the sweep dies
-        elif fault != "none":
+        elif fault in THROTTLES:
             self._throttle(fault, data.draw(st.integers(1, 5), label="throttles"))
-        self._sweep()
-        self.world.crash_armed = False
+        elif fault == "cloud":
+            self._arm_drawn(data)
+        try:
+            self._sweep()
+        finally:
+            self.world.end_step()
 
-    @rule()
-    def operator_polls(self) -> None:
-        self._poll()
+    @rule(fault=st.sampled_from(POLL_FAULTS), times=CLOUD_TIMES)
+    def operator_polls(self, fault: str, times: int) -> None:
+        """The page polls; while DynamoDB throttles its Query past botocore's attempts, the read
+        API answers 503 with Retry-After (never a 500), and the next poll sees the truth."""
+        throttled = ("throttle", "dynamodb:Query")
+        before = self.world.cloud_faults_fired()[throttled]
+        self._arm(fault, times)
+        try:
+            document = self._poll(busy_allowed=fault != "none")
+        finally:
+            self.world.end_step()
+        if document is None:  # 503: only once botocore's 5 attempts were all throttled
+            assert self.world.cloud_faults_fired()[throttled] - before >= 5, (
+                "503 for a throttle botocore absorbs"
+            )
 
-    def _poll(self) -> dict[str, Any]:
-        status, _, document = self.stack.http("GET", f"/executions/{self.execution_id}")
+    def _poll(self, *, busy_allowed: bool = False) -> dict[str, Any] | None:
+        status, headers, document = self.stack.http("GET", f"/executions/{self.execution_id}")
         self.polls += 1
+        if busy_allowed and status == 503:
+            assert headers.get("Retry-After"), f"503 without Retry-After: {headers}"
+            self.polls_busy += 1
+            return None
         assert status < 500, f"the read API answered {status}: {document}"
         assert status == 200, document
         torn = torn_waves(document)
@@ -370,6 +508,7 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_invariant_holds(self) -> None:
+        self.check_iam()  # also before the execution exists: the POST itself may be refused
         if self.execution_id is None:
             return
         self.steps += 1
@@ -380,9 +519,9 @@ class ReconcilerMachine(RuleBasedStateMachine):
             written = writes[key] - self.last_writes[key]
             version = int(item["version"]["N"])
             old_version = int(old["version"]["N"]) if old else 0
-            # I3: each accepted write moved the version by exactly one, none was lost or doubled.
+            # I3: each committed write moved the version by exactly one, none was lost or doubled.
             assert version - old_version == written, (
-                f"I3 {key}: version {old_version} -> {version} after {written} accepted writes"
+                f"I3 {key}: version {old_version} -> {version} after {written} committed writes"
             )
             if old is not None and written == 0:
                 assert item == old, f"I4 {key}: changed without a write"
@@ -392,51 +531,108 @@ class ReconcilerMachine(RuleBasedStateMachine):
             check_stored_wave(wave)  # I2
             if old is not None:
                 check_forward(wave_from_item(old), wave)  # I1, I4
+            self._count_deferral(wave_from_item(old) if old is not None else None, wave)
         assert set(self.last_items) <= set(items), "an item disappeared"
+        self.check_exactly_once_start(items)
         self.last_items, self.last_writes = items, writes
         self._poll()  # I7 on every step, not only when the rule is drawn
+
+    def check_iam(self) -> None:
+        """Every call a function made was allowed by its role (IAM is enforced all along)."""
+        denied = sorted(op for (kind, op) in self.world.cloud_faults_fired() if kind == "access_denied")
+        assert not denied, f"IAM refused calls our functions make: {denied}"
+
+    def check_exactly_once_start(self, items: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """No wave ever has more than one DRS job tagged for it, and a wave's recorded job is the
+        one tagged for it (DRS's jobs, read by their tags: the truth, not our records)."""
+        tagged: dict[tuple[str, str], list[str]] = {}
+        for job_id, job in self.stack.fake._jobs.items():
+            tags = job.get("tags") or {}
+            if TAG_EXECUTION in tags:
+                tagged.setdefault((tags[TAG_EXECUTION], tags.get(TAG_WAVE, "?")), []).append(job_id)
+        doubled = {wave: jobs for wave, jobs in tagged.items() if len(jobs) > 1}
+        assert not doubled, f"exactly-once start: waves with more than one DRS job: {doubled}"
+        self.max_jobs_per_wave = max([self.max_jobs_per_wave, *(len(jobs) for jobs in tagged.values())])
+        for key, item in items.items():
+            if key[1] == EXECUTION_SK or "jobId" not in item:
+                continue
+            wave = wave_from_item(item)
+            assert tagged.get((wave.execution_id, str(wave.wave_number))) == [wave.job_id], (
+                f"wave {wave.wave_number} records job {wave.job_id}, DRS has "
+                f"{tagged.get((wave.execution_id, str(wave.wave_number)))} tagged for it"
+            )
+
+    def _count_deferral(self, old: WaveRecord | None, new: WaveRecord) -> None:
+        """A write that deferred the wave's start (a new `startRetryAt`), by DRS's reason."""
+        if new.start_retry_at is None or (old is not None and old.start_retry_at == new.start_retry_at):
+            return
+        self.starts_deferred[(new.start_problem or "?").split(":", 1)[0]] += 1
 
     def teardown(self) -> None:
         try:
             if self.execution_id is not None:
                 self._converge()
-                self.faults["drs_throttled"] += self._drs_throttles_met()
+                self.faults["drs_throttled"] += self.world.drs_throttled
                 self.faults["ec2_throttled"] += self.world.ec2_throttled
                 self.faults["crash_after_write"] += self.world.crashes
                 self.faults["handlers_interleaved"] += self.world.interleaved
-                self.faults.pop("drs_throttle_armed", None)
+                cloud = self.world.cloud_faults_fired()
+                for (kind, operation), count in cloud.items():
+                    self.faults[cloud_fault_key(kind, operation)] += count
+                assert not SCENARIO_EVENTS & set(self.faults), "a scenario event counted as a fault"
                 TOTALS.examples += 1
                 TOTALS.steps += self.steps
-                TOTALS.faults.update(self.faults)
+                TOTALS.faults.update(+self.faults)
+                TOTALS.scenario_events.update(self.scenario)
+                TOTALS.cloud_faults.update(
+                    {f"{kind} {operation}": n for (kind, operation), n in cloud.items()}
+                )
+                TOTALS.starts_deferred.update(self.starts_deferred)
                 TOTALS.polls += self.polls
+                TOTALS.polls_busy += self.polls_busy
+                TOTALS.max_jobs_per_wave = max(TOTALS.max_jobs_per_wave, self.max_jobs_per_wave)
         finally:
-            self.world.interleave_with = None
-            self.world.crash_armed = False
-
-    def _drs_throttles_met(self) -> int:
-        left = sum(self.stack.fake._throttles.values())
-        return self.faults["drs_throttle_armed"] - left
+            self.world.end_step()
 
     def _converge(self) -> None:
-        """I6: deliveries stop, faults clear, the claim grace runs out, one sweep runs: the store
-        must now say what DRS and EC2 say."""
+        """I6: deliveries stop, every fault is disarmed, time passes beyond the claim grace and
+        beyond every deferred start's retry time, one sweep runs: the store must now say what
+        DRS and EC2 say."""
         self.pending.clear()
         self.stack.reveal()
         self.hidden.clear()
-        self.world.ec2_throttles = 0
-        self.stack.fake._throttles.clear()
-        self.world.crash_armed = False
-        self.world.clock.advance(301)
-        assert self._sweep()
-        items = self.world.items()
-        waves = [wave_from_item(i) for k, i in sorted(items.items()) if k[1] != EXECUTION_SK]
+        self.world.end_step()
+        self.world.clock.advance(self._seconds_to_converge())
+        self._converging_sweep()
+        waves = self._waves()
         for wave in waves:
             check_stored_wave(wave)
             check_truth(self, wave)
         check_progress(waves)
         TOTALS.waves += len(waves)
         TOTALS.converged += len(waves)
-        self._poll()
+
+    def _converging_sweep(self) -> None:
+        reply = self.stack.invoke(
+            "sweep", {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        )
+        assert reply["errors"] == 0, f"the converging sweep (no faults) met errors: {reply}"
+        self.every_invariant_holds()  # the sweep's own writes keep I1-I5, I7 and one job per wave
+
+    def _waves(self) -> list[WaveRecord]:
+        items = self.world.items()
+        return [wave_from_item(i) for k, i in sorted(items.items()) if k[1] != EXECUTION_SK]
+
+    def _seconds_to_converge(self) -> float:
+        """Past the claim grace (an expired claim is resolved from DRS) and past every deferred
+        start's `startRetryAt` (the runner then tries it again)."""
+        now = self.world.clock()
+        due = [
+            (parse_time(wave.start_retry_at) - now).total_seconds()
+            for key, item in self.world.items().items()
+            if key[1] != EXECUTION_SK and (wave := wave_from_item(item)).start_retry_at is not None
+        ]
+        return max([START_GRACE_SECONDS + 1.0, *(seconds + 1.0 for seconds in due)])
 
 
 def check_stored_wave(wave: WaveRecord) -> None:
@@ -561,7 +757,13 @@ def test_every_invariant_holds_under_every_fault() -> None:
             "examples": TOTALS.examples,
             "steps": TOTALS.steps,
             "faults": dict(TOTALS.faults),
+            "scenario_events": dict(TOTALS.scenario_events),
+            "cloud_faults_by_operation": dict(TOTALS.cloud_faults),
+            "starts_deferred": dict(TOTALS.starts_deferred),
+            "max_jobs_per_wave": [TOTALS.max_jobs_per_wave],  # a list: the report takes the max
+            "iam_enforced": True,
             "polls": TOTALS.polls,
+            "polls_busy": TOTALS.polls_busy,
             "waves": TOTALS.waves,
             "converged": TOTALS.converged,
         },

@@ -4,8 +4,20 @@
 with what the stateful test needs to play the cloud's faults deterministically, in one thread:
 a manual clock shared by the handlers and DRS, EC2 throttling inside botocore's retry loop, a
 crash right after a DynamoDB write landed, a second handler run in the middle of the first
-(just before its write, the worst moment), and a count of accepted writes per item so the
-invariant checks can tell a lost or doubled version from a clean one.
+(just before its write, the worst moment), and a count of the writes DynamoDB committed per item
+so the invariant checks can tell a lost or doubled version from a clean one.
+
+The cloud's other failures come from the stack's `CloudFaults` (`stack.faults`, inside botocore):
+`arm_cloud` arms the next N calls of some operations with one kind (a lost answer after commit,
+a 5xx, throttling, a transaction conflict, a connect timeout, the concurrent-job quota) and
+`end_step` disarms whatever did not fire, so a step's faults never leak into the next step (or
+into the invariant checks' own reads) and a shrunk program replays. IAM is checked on every call
+a function makes (`enforce_iam`): a call its role would not allow is refused, and counted as the
+`access_denied` fault, which the state machine treats as a violation.
+Commits are counted per HTTP attempt (`response-received`), not per API call: a write whose
+answer was lost committed on its first attempt and fails its own condition on the re-send, and a
+transaction re-sent with its ClientRequestToken is answered from the token without committing
+again (`CloudFaults.replayed`).
 """
 
 from __future__ import annotations
@@ -30,14 +42,16 @@ EC2_THROTTLE_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>RequestLimitExceeded</Code>'
     b"<Message>Request limit exceeded.</Message></Error></Errors><RequestID>throttled</RequestID></Response>"
 )
-WRITE_OPERATIONS = ("UpdateItem", "PutItem", "TransactWriteItems")
+WRITE_OPERATIONS = ("UpdateItem", "PutItem", "TransactWriteItems", "DeleteItem")
 
 
 class CrashAfterWrite(Exception):
     """The function died (timeout, OOM) right after DynamoDB accepted its write."""
 
 
-START = datetime.now(UTC).replace(microsecond=0)
+# A fixed start: the sweep's first shard and every time the handlers compute follow the clock,
+# so a program replays the same way in any session (not only within the one that found it).
+START = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 
 
 class ManualClock:
@@ -68,6 +82,9 @@ class World:
         )
         self.ec2_throttles = 0
         self.ec2_throttled = 0  # throttles botocore actually met
+        self.drs_throttled = 0  # the DRS fake's own throttles (ThrottlingException) actually met
+        self._drs_armed = 0
+        self._replays_seen = 0
         self.crash_armed = False
         self.crashes = 0
         self.interleave_with: Callable[[], Any] | None = None
@@ -85,11 +102,15 @@ class World:
         runtime.SLEEP = self.clock.advance
         botocore.endpoint.time = types.SimpleNamespace(sleep=lambda seconds: None)  # retries, no waits
         self.stack.__enter__()
+        # Every call a function makes must be one its role allows (local/iam.py's RolePolicies,
+        # wired by LocalStack): a refused call fires `access_denied`, a violation.
+        self.stack.faults.enforce_iam = True
         events = _session_events()
         events.register_first("before-send.ec2.DescribeInstances", self._ec2_throttle)
         for operation in WRITE_OPERATIONS:
             events.register(f"provide-client-params.dynamodb.{operation}", self._remember_params)
             events.register(f"before-call.dynamodb.{operation}", self._before_write)
+            events.register(f"response-received.dynamodb.{operation}", self._committed)
             events.register(f"after-call.dynamodb.{operation}", self._after_write)
         return self
 
@@ -115,6 +136,9 @@ class World:
         stack.dynamodb.delete_table(TableName=stack.table_name)
         stack.dynamodb.create_table(TableName=stack.table_name, **table_properties())
         self.ec2_throttles = self.ec2_throttled = 0
+        self.drs_throttled = self._drs_armed = 0
+        stack.faults.clear()  # nothing armed, nothing fired: this run's faults are counted alone
+        self._replays_seen = 0
         self.crash_armed, self.crashes = False, 0
         self.interleave_with, self.interleaved = None, 0
         self.accepted_writes.clear()
@@ -128,6 +152,32 @@ class World:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
     # ------------------------------------------------------------------ fault levers
+
+    def arm_cloud(self, kind: str, operations: tuple[str, ...], times: int) -> None:
+        """The next `times` calls of each of `operations` ("service:Operation") meet `kind`
+        (`local.faults` kinds; counted only when they fire). Disarmed by `end_step`."""
+        for operation in operations:
+            self.stack.faults.arm(kind, operation, times=times)
+
+    def throttle_drs(self, operation: str, times: int) -> None:
+        """The DRS fake's own ThrottlingException for the next `times` calls of `operation`."""
+        self.stack.fake.throttle_next(operation, times)
+        self._drs_armed += times
+
+    def end_step(self) -> None:
+        """Whatever was armed for this step and did not fire is disarmed (and not counted)."""
+        self.stack.faults.disarm()
+        left = sum(self.stack.fake._throttles.values())
+        self.drs_throttled += self._drs_armed - left
+        self._drs_armed = 0
+        self.stack.fake._throttles.clear()
+        self.ec2_throttles = 0
+        self.crash_armed = False
+        self.interleave_with = None
+
+    def cloud_faults_fired(self) -> Counter[tuple[str, str]]:
+        """(kind, "service:Operation") -> how many times it fired since the last reset."""
+        return Counter(self.stack.faults.fired_by_operation)
 
     def _ec2_throttle(self, request: Any, **_: Any) -> AWSResponse | None:
         if self.ec2_throttles <= 0:
@@ -146,16 +196,29 @@ class World:
             self.interleaved += 1
             other()
 
-    def _after_write(self, http_response: Any, context: dict[str, Any], model: Any, **_: Any) -> None:
-        if http_response.status_code != 200:
+    def _committed(
+        self, response_dict: dict[str, Any] | None, context: dict[str, Any], event_name: str, **_: Any
+    ) -> None:
+        """One HTTP attempt of a write answered 200: DynamoDB committed it (unless the fault layer
+        answered a re-sent transaction from its token: that committed nothing new)."""
+        if response_dict is None or response_dict.get("status_code") != 200:
+            return
+        operation = event_name.rsplit(".", 1)[-1]
+        replayed = self.stack.faults.replayed
+        if operation == "TransactWriteItems" and replayed > self._replays_seen:
+            self._replays_seen = replayed
             return
         params = context.get("world_params") or {}
-        if model.name == "TransactWriteItems":
+        if operation == "TransactWriteItems":
             for item in params.get("TransactItems", []):
                 for action in item.values():
                     self._count(action.get("Key") or _key_of(action.get("Item")))
         else:
             self._count(params.get("Key") or _key_of(params.get("Item")))
+
+    def _after_write(self, http_response: Any, model: Any, **_: Any) -> None:
+        if http_response.status_code != 200:
+            return
         if self.crash_armed:
             self.crash_armed = False
             self.crashes += 1
