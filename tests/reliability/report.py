@@ -3,7 +3,7 @@
 The reliability tests (tests/reliability) record what they did through `figures.record`; this
 module runs them (profile `quick` or `long`, see test_state_machine.py), runs mutation testing of
 the pure core, sums the recorded figures, and prints them against the targets of
-shared/docs/reliability.md and issue 5. `make test` runs the tests as part of the whole suite and
+docs/invariants.md and issue 5. `make test` runs the tests as part of the whole suite and
 then calls this with `--no-run`, which only adds mutation testing and the report. The last line of
 output is always the JSON object (keys: violations, faults_injected, faults_by_kind,
 scenario_events, bad_inputs, bad_inputs_rejected, http_5xx, lost_updates, torn_reads,

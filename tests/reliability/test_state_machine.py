@@ -13,7 +13,7 @@ DRS, refuses StartRecovery over the concurrent-job quota and throttles it long e
 a start. Each such fault is armed for the next N calls of a step (`arm(kind, operation, times)`)
 and disarmed when the step ends, so a failing program shrinks and replays; it is counted only if
 it fired. IAM is enforced on every call throughout: a call a function's role does not allow is a
-violation. After every step the invariants I1-I5 and I7 of shared/docs/reliability.md are
+violation. After every step the invariants I1-I5 and I7 of docs/invariants.md are
 checked on the stored items and on what the read API returns, and no wave may ever have more
 than one DRS job tagged for it (exactly-once start); when the run ends, deliveries stop, every
 fault is disarmed, time passes beyond the claim grace and any deferred start's retry time, one
