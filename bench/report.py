@@ -203,22 +203,47 @@ def _sweep(f: Doc) -> str:
 
 
 def _scale(f: Doc) -> str:
-    cap, assume = f["capacity_100k"], f["assumptions_100k"]
-    fresh = f["freshness_s"]
-    writes = f["dynamodb_writes_per_s"]
+    if "estimate" not in f:  # a latest.json written before the estimate was rebuilt (issue 15)
+        return (
+            "this latest.json predates the estimate from 100-server waves, the measured peak factor "
+            "and the topology statement: rerun `make bench`"
+        )
+    fresh, writes, cost = f["freshness_s"], f["dynamodb_writes_per_s"], f["per_event"]
+    basis, one, many = f["estimate"]["basis"], f["estimate"]["deployment"], f["estimate"]["projection"]
+    events = f["events_per_s"]
     return (
-        f"{num(f['accounts'])} accounts {TIMES} {num(f['servers_per_account'])} servers: "
+        f"one deployment (one account, one Region), {num(f['waves'])} waves {TIMES} "
+        f"{num(f['wave_size'])} servers, launches over {num(f['launch_spread_s'])} s: "
         f"{num(f['terminal'])} of {num(f['waves'])} waves terminal, {num(f['failed_invocations'])} failed; "
         f"freshness p50 {num(fresh['p50'])} s, p99 {num(fresh['p99'])} s, max {num(fresh['max'])} s; "
-        f"{num(f['conflicts'])} conflicts in {num(f['reconcile_invocations'])} reconciles; "
-        f"{num(writes['mean'])} writes/s mean, {num(writes['peak'])} peak. {num(cap['servers'])} servers "
-        f"on paper (launches over {num(assume['launch_spread_s'])} s, peak {num(assume['peak_factor'])}{TIMES} "
-        f"mean): {num(cap['lambda_concurrency'])} concurrent reconciles, "
-        f"{num(cap['dynamodb_wcu_per_s'])} WCU/s and {num(cap['dynamodb_rcu_per_s'])} RCU/s at the peak, "
-        f"{num(cap['drs_calls_per_s_per_account'])} DRS calls/s per account; a sweep pass over "
-        f"{num(cap['inflight_waves'])} waves in flight takes {num(cap['sweep_pass_s'])} s at the default "
-        f"concurrency, `SWEEP_CONCURRENCY` {num(cap['sweep_concurrency_needed'])} ends it in half the period"
+        f"{num(f['conflicts'])} conflicts in {num(f['reconcile_invocations'])} reconciles; events/s "
+        f"{num(events['mean'])} mean, {num(events['peak'])} peak (peak factor {num(f['measured_peak_factor'])}; "
+        f"of the simulator's sends {num(f['sent_peak_factor'])}); "
+        f"{num(writes['mean'])} writes/s mean, {num(writes['peak'])} peak. Per event on "
+        f"{num(cost['wave_size'])}-server waves: {num(cost['seconds'])} s mean, {num(cost['drs_calls'])} DRS "
+        f"+ {num(cost['ec2_calls'])} EC2 calls, {num(cost['writes'])} writes {TIMES} "
+        f"{num(cost['wcu_per_write'])} WCU, {num(cost['reads'])} reads, wave item "
+        f"{num(cost['wave_item_bytes'])} bytes, at {num(basis['run_events_per_s_per_wave'])} events/s "
+        f"per wave. Estimate from those costs and the measured peak factor {num(basis['peak_factor'])} "
+        f"(launches over {num(basis['launch_spread_s'])} s, {num(basis['events_per_s_per_wave'])} "
+        f"events/s per wave: assumed, not measured): one deployment at its DRS quota ({num(one['servers'])} servers) needs "
+        f"{num(one['lambda_concurrency'])} concurrent reconciles, {num(one['dynamodb_wcu_per_s'])} WCU/s "
+        f"and {num(one['dynamodb_rcu_per_s'])} RCU/s, {num(one['drs_calls_per_s'])} DRS calls/s at the "
+        f"peak; a sweep pass over {num(one['sweep_inflight_waves'])} waves in flight (one per concurrent "
+        f"job) takes "
+        f"{num(one['sweep_pass_s'])} s. Projection, not one deployment: {num(many['servers'])} servers "
+        f"as {num(many['deployments'])} independent deployments, one per account: "
+        f"{num(many['lambda_concurrency_sum'])} concurrent reconciles, {num(many['dynamodb_wcu_per_s_sum'])} "
+        f"WCU/s summed over accounts"
     )
+
+
+def _scale_topology(f: Doc, hashes: str) -> list[str]:
+    """What the code can run today (the scale section's `topology`), in plain words."""
+    shape = f.get("topology")
+    if not shape:
+        return []
+    return ["", f"{hashes} Topology the code runs today", "", shape["statement"]]
 
 
 def _cold_start(f: Doc) -> str:
@@ -305,6 +330,8 @@ def render(doc: Doc, level: int = 2) -> str:
             lines.append(f"| {name} | {cell(headline(doc[name]))} | {num(doc[name].get('seconds'))} s |")
         else:
             lines.append(f"| {name} | not run in this run | |")
+    if "scale" in doc:
+        lines += _scale_topology(doc["scale"], hashes)
     if "read" in doc:
         lines += ["", *_read_classes(doc["read"], hashes)]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -10,6 +10,7 @@ renderer, `python -m bench.report --readme` brings both back in line.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from bench import __main__ as bench_main
-from bench import read, report
+from bench import read, report, scale
 from bench.section import Options, Section, Target
 from local.drs_sim import DRS_LATENCY, EC2_LATENCY
 
@@ -280,3 +281,83 @@ def test_a_real_run_repeats_at_least_three_times(monkeypatch: pytest.MonkeyPatch
         sys.setswitchinterval(interval)
     assert seen == [3, 1]
     assert json.loads((tmp_path / "a.json").read_text())["runs"] == 3
+
+
+# --- the scale section: the estimate's basis and the topology ------------------------------------
+
+
+def _with_scale(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` with a scale section as bench/scale.py writes it, from hand-made measured figures."""
+    cost = scale.PerEvent(
+        wave_size=100,
+        seconds=1.25,
+        reconcile_seconds=0.75,
+        drs_calls=2.5,
+        ec2_calls=1.0,
+        writes=1.25,
+        wcu_per_write=36.0,
+        reads=2.0,
+        wave_item_bytes=36_000,
+    )
+    changed = copy.deepcopy(doc)
+    changed["scale"] = {
+        "topology": scale.topology(),
+        "wave_size": 100,
+        "waves": 2,
+        "terminal": 2,
+        "launch_spread_s": 90.0,
+        "failed_invocations": 0,
+        "freshness_s": {"p50": 0.5, "p99": 1.5, "max": 1.75},
+        "conflicts": 12,
+        "reconcile_invocations": 200,
+        "events_per_s": {"mean": 2.25, "peak": 8, "bin_s": 1.0},
+        "measured_peak_factor": 3.56,
+        "sent_peak_factor": 3.25,
+        "dynamodb_writes_per_s": {"mean": 3.5, "peak": 20},
+        "per_event": dataclasses.asdict(cost),
+        "estimate": scale.estimate(cost, peak_factor=3.56, run_events_per_s_per_wave=1.12),
+        "seconds": 110.5,
+    }
+    return changed
+
+
+def test_the_scale_headline_shows_the_estimates_measured_basis(doc: dict[str, Any]) -> None:
+    changed = _with_scale(doc)
+    text = report.render(changed)
+    row = next(line for line in text.splitlines() if line.startswith("| scale | "))
+    x = "\N{MULTIPLICATION SIGN}"
+    assert f"one deployment (one account, one Region), 2 waves {x} 100 servers" in row
+    assert "Per event on 100-server waves: 1.25 s mean, 2.5 DRS + 1 EC2 calls" in row
+    assert "events/s 2.25 mean, 8 peak (peak factor 3.56; of the simulator's sends 3.25)" in row
+    assert "wave item 36,000 bytes, at 1.12 events/s per wave" in row
+    assert (
+        "the measured peak factor 3.56 (launches over 600 s, 0.17 events/s per wave: assumed, not measured)"
+        in row
+    )
+    one, many = changed["scale"]["estimate"]["deployment"], changed["scale"]["estimate"]["projection"]
+    assert f"({one['servers']} servers) needs {one['lambda_concurrency']} concurrent reconciles" in row
+    assert f"Projection, not one deployment: 100,000 servers as {many['deployments']} independent" in row
+    assert "accounts \N{MULTIPLICATION SIGN}" not in row and "per account;" not in row
+    # a figure of the estimate changes the render: none is typed in the renderer
+    changed["scale"]["estimate"]["deployment"]["lambda_concurrency"] = 4321
+    assert "needs 4,321 concurrent reconciles" in report.render(changed)
+
+
+def test_the_render_states_the_topology_the_code_runs(doc: dict[str, Any]) -> None:
+    changed = _with_scale(doc)
+    statement = changed["scale"]["topology"]["statement"]
+    for level in (2, 3):
+        text = report.render(changed, level=level)
+        assert f"{'#' * level} Topology the code runs today\n\n{statement}\n" in text
+    assert statement in report.render_block(changed)
+    changed["scale"]["topology"]["statement"] = "A different statement."
+    assert "A different statement." in report.render(changed)
+
+
+def test_a_scale_section_of_an_older_run_says_to_rerun(doc: dict[str, Any]) -> None:
+    older = _with_scale(doc)
+    for key in ("estimate", "topology"):
+        del older["scale"][key]
+    text = report.render(older)
+    assert "predates the estimate from 100-server waves" in text
+    assert "Topology the code runs today" not in text

@@ -29,10 +29,11 @@ from __future__ import annotations
 import itertools
 import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, seed, settings
+from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -50,10 +51,10 @@ from reconciler.store import EXECUTION_SK, wave_from_item
 from schemas.records import WaveRecord
 from schemas.times import parse_time
 from tests.invariants import regressions, torn_waves
-from tests.reliability.figures import record
+from tests.reliability.figures import ENV, record
 from tests.reliability.world import CrashAfterWrite, World
 
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"max_examples": 150, "stateful_step_count": 40},
     "long": {"max_examples": 600, "stateful_step_count": 80},  # per seed; the long report runs two
 }
@@ -160,7 +161,7 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
 
 
 class Totals:
-    """What every passing run did, for the figures."""
+    """What every run did, passing or failing, for the figures."""
 
     def __init__(self) -> None:
         self.examples = 0
@@ -569,48 +570,57 @@ class ReconcilerMachine(RuleBasedStateMachine):
         self.starts_deferred[(new.start_problem or "?").split(":", 1)[0]] += 1
 
     def teardown(self) -> None:
+        """Converge (I6), then count what this run did, passing or failing: a figure recorded only
+        when every assertion passed could only ever say "all converged"."""
         try:
             if self.execution_id is not None:
-                self._converge()
-                self.faults["drs_throttled"] += self.world.drs_throttled
-                self.faults["ec2_throttled"] += self.world.ec2_throttled
-                self.faults["crash_after_write"] += self.world.crashes
-                self.faults["handlers_interleaved"] += self.world.interleaved
-                cloud = self.world.cloud_faults_fired()
-                for (kind, operation), count in cloud.items():
-                    self.faults[cloud_fault_key(kind, operation)] += count
-                assert not SCENARIO_EVENTS & set(self.faults), "a scenario event counted as a fault"
-                TOTALS.examples += 1
-                TOTALS.steps += self.steps
-                TOTALS.faults.update(+self.faults)
-                TOTALS.scenario_events.update(self.scenario)
-                TOTALS.cloud_faults.update(
-                    {f"{kind} {operation}": n for (kind, operation), n in cloud.items()}
-                )
-                TOTALS.starts_deferred.update(self.starts_deferred)
-                TOTALS.polls += self.polls
-                TOTALS.polls_busy += self.polls_busy
-                TOTALS.max_jobs_per_wave = max(TOTALS.max_jobs_per_wave, self.max_jobs_per_wave)
+                try:
+                    self._converge()
+                finally:
+                    self._count_run()
         finally:
             self.world.end_step()
+
+    def _count_run(self) -> None:
+        self.faults["drs_throttled"] += self.world.drs_throttled
+        self.faults["ec2_throttled"] += self.world.ec2_throttled
+        self.faults["crash_after_write"] += self.world.crashes
+        self.faults["handlers_interleaved"] += self.world.interleaved
+        cloud = self.world.cloud_faults_fired()
+        for (kind, operation), count in cloud.items():
+            self.faults[cloud_fault_key(kind, operation)] += count
+        TOTALS.examples += 1
+        TOTALS.steps += self.steps
+        TOTALS.faults.update(+self.faults)
+        TOTALS.scenario_events.update(self.scenario)
+        TOTALS.cloud_faults.update({f"{kind} {operation}": n for (kind, operation), n in cloud.items()})
+        TOTALS.starts_deferred.update(self.starts_deferred)
+        TOTALS.polls += self.polls
+        TOTALS.polls_busy += self.polls_busy
+        TOTALS.max_jobs_per_wave = max(TOTALS.max_jobs_per_wave, self.max_jobs_per_wave)
+        assert not SCENARIO_EVENTS & set(self.faults), "a scenario event counted as a fault"
 
     def _converge(self) -> None:
         """I6: deliveries stop, every fault is disarmed, time passes beyond the claim grace and
         beyond every deferred start's retry time, one sweep runs: the store must now say what
-        DRS and EC2 say."""
+        DRS and EC2 say. Each wave is counted (converged or not) before anything is asserted."""
         self.pending.clear()
         self.stack.reveal()
         self.hidden.clear()
         self.world.end_step()
         self.world.clock.advance(self._seconds_to_converge())
-        self._converging_sweep()
+        sweep_failure: AssertionError | None = None
+        try:
+            self._converging_sweep()
+        except AssertionError as failure:
+            sweep_failure = failure
         waves = self._waves()
-        for wave in waves:
-            check_stored_wave(wave)
-            check_truth(self, wave)
-        check_progress(waves)
+        failures = converge_failures(self, waves)
         TOTALS.waves += len(waves)
-        TOTALS.converged += len(waves)
+        TOTALS.converged += sum(1 for wave in waves if wave.wave_number not in failures)
+        if sweep_failure is not None:
+            raise sweep_failure
+        assert not failures, "; ".join(failures.values())
 
     def _converging_sweep(self) -> None:
         reply = self.stack.invoke(
@@ -718,14 +728,38 @@ def _ec2_truth(machine: ReconcilerMachine, instance_ids: list[str]) -> dict[str,
     return {i["InstanceId"]: i for r in reply["Reservations"] for i in r["Instances"]}
 
 
-def check_progress(waves: list[WaveRecord]) -> None:
-    """I6 for the execution: after the sweep, a wave that ended has been followed by the next."""
+def converge_failures(machine: ReconcilerMachine, waves: list[WaveRecord]) -> dict[int, str]:
+    """Every wave that does not equal DRS/EC2 truth after the converging sweep, by wave number,
+    with why: I2 inside the item, I6 against the truth, and (I6 for the execution) a wave left
+    neither started nor ended although the wave before it ended."""
+    failures: dict[int, str] = {}
+    for wave in waves:
+        try:
+            check_stored_wave(wave)
+            check_truth(machine, wave)
+        except AssertionError as failure:
+            failures[wave.wave_number] = str(failure)
     for earlier, later in itertools.pairwise(waves):
-        if earlier.is_terminal:
-            assert later.job_id is not None or later.is_terminal, (
+        if earlier.is_terminal and later.job_id is None and not later.is_terminal:
+            failures.setdefault(
+                later.wave_number,
                 f"I6: wave {earlier.wave_number} ended {earlier.status.value} but wave {later.wave_number} "
-                "was neither started nor ended"
+                "was neither started nor ended",
             )
+    return failures
+
+
+def save_program(error: BaseException) -> str | None:
+    """The shrunk program of steps of a failing run (Hypothesis attaches it to the error as notes),
+    written beside the figures so a failing `make reliability` leaves it for a replay."""
+    notes = [str(note) for note in getattr(error, "__notes__", ())]
+    folder = os.environ.get(ENV)
+    if not folder or not notes:
+        return None
+    path = Path(folder) / f"shrunk-program-{SEED}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([f"# {type(error).__name__}: {error}", *notes, ""]))
+    return str(path)
 
 
 # pytest-timeout's 300 s suits one test, not thousands of runs: a timeout in the middle of a run
@@ -734,6 +768,7 @@ def check_progress(waves: list[WaveRecord]) -> None:
 def test_every_invariant_holds_under_every_fault() -> None:
     profile = PROFILES[PROFILE]
     machine = seed(SEED)(ReconcilerMachine)
+    program: str | None = None
     try:
         run_state_machine_as_test(
             machine,
@@ -743,28 +778,34 @@ def test_every_invariant_holds_under_every_fault() -> None:
                 deadline=None,
                 database=None,
                 suppress_health_check=list(HealthCheck),
+                phases=profile.get("phases", tuple(Phase)),
             ),
         )
+    except BaseException as error:
+        program = save_program(error)
+        raise
     finally:
         if _WORLD:
             _WORLD.pop().__exit__(None, None, None)
+        # Recorded whether the run passed or failed (a failing run's shrink replays count too).
+        record(
+            "state_machine",
+            {
+                "profile": PROFILE,
+                "seeds": [SEED],
+                "examples": TOTALS.examples,
+                "steps": TOTALS.steps,
+                "faults": dict(TOTALS.faults),
+                "scenario_events": dict(TOTALS.scenario_events),
+                "cloud_faults_by_operation": dict(TOTALS.cloud_faults),
+                "starts_deferred": dict(TOTALS.starts_deferred),
+                "max_jobs_per_wave": [TOTALS.max_jobs_per_wave],  # a list: the report takes the max
+                "iam_enforced": True,
+                "polls": TOTALS.polls,
+                "polls_busy": TOTALS.polls_busy,
+                "waves": TOTALS.waves,
+                "converged": TOTALS.converged,
+                "shrunk_programs": [program] if program else [],
+            },
+        )
     assert TOTALS.examples > 0
-    record(
-        "state_machine",
-        {
-            "profile": PROFILE,
-            "seeds": [SEED],
-            "examples": TOTALS.examples,
-            "steps": TOTALS.steps,
-            "faults": dict(TOTALS.faults),
-            "scenario_events": dict(TOTALS.scenario_events),
-            "cloud_faults_by_operation": dict(TOTALS.cloud_faults),
-            "starts_deferred": dict(TOTALS.starts_deferred),
-            "max_jobs_per_wave": [TOTALS.max_jobs_per_wave],  # a list: the report takes the max
-            "iam_enforced": True,
-            "polls": TOTALS.polls,
-            "polls_busy": TOTALS.polls_busy,
-            "waves": TOTALS.waves,
-            "converged": TOTALS.converged,
-        },
-    )
