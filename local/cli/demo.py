@@ -24,10 +24,12 @@ import sys
 import time
 from typing import Any, TextIO
 
+from local.cli.invoke import follow_execution
 from local.cli.table import render
 from local.drill import INSTANCE_TYPES, start_drill
 from local.drs_sim import SimConfig
-from local.live import TERMINAL_EXECUTION, LiveStack
+from local.live import LiveStack
+from local.waiting import IDLE_TIMEOUT
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -100,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed of the simulated run (default 7)")
     parser.add_argument("--port", type=int, default=0, help="port of the API and page (default: a free one)")
     parser.add_argument("--speed", type=float, default=12.0, help="schedule time compression (default 12)")
-    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=IDLE_TIMEOUT,
+        help=f"give up once the execution has not changed for this many seconds (default {IDLE_TIMEOUT:.0f})",
+    )
     parser.add_argument(
         "--json", action="store_true", help="last line: the final document, faults and invocations as JSON"
     )
@@ -128,13 +135,18 @@ def main(argv: list[str] | None = None) -> int:
             out.flush()
         display = Display(out, header, live)
         try:
-            document = _follow(stack, execution_id, display, started, args.timeout)
+            document = follow_execution(
+                stack,
+                execution_id,
+                idle_timeout=args.timeout,
+                on_document=lambda document: display.show(document, stack, time.monotonic() - started),
+            )
         except KeyboardInterrupt:
             out.write("\nStopped.\n")
             return 0
         elapsed = time.monotonic() - started
         if document is None:
-            out.write(f"\nThe execution did not finish within {args.timeout:.0f}s.\n")
+            out.write(f"\nThe execution stalled: it did not change for {args.timeout:.0f}s.\n")
             return 1
         if not live:
             out.write(f"\n{render(document)}\n\n{summary(stack, elapsed)}\n")
@@ -159,20 +171,6 @@ def main(argv: list[str] | None = None) -> int:
             out.write(json.dumps(report) + "\n")
         out.flush()
     return 0
-
-
-def _follow(
-    stack: LiveStack, execution_id: str, display: Display, started: float, timeout: float
-) -> dict[str, Any] | None:
-    """Poll the API (twice a second) and show each change until the execution is terminal."""
-    while time.monotonic() - started < timeout:
-        status, _, document = stack.http("GET", f"/executions/{execution_id}")
-        if status == 200:
-            display.show(document, stack, time.monotonic() - started)
-            if document["status"] in TERMINAL_EXECUTION:
-                return dict(document)
-        time.sleep(0.5)
-    return None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +21,54 @@ from local import serverless
 from local.drill import INSTANCE_TYPES, start_drill
 from local.drs_sim import SimConfig
 from local.live import TERMINAL_EXECUTION, LiveStack
+from local.waiting import IDLE_TIMEOUT, Stalled, wait_until
 
 # A drill that takes seconds: the tool is about the one invocation, not the drill.
 QUICK = SimConfig(seed=1, job_start=(0.1, 0.3), prepare=(0.2, 0.6), launch=(0.3, 1.0), job_end=(0.2, 0.5))
 
 
-def run_drill(stack: LiveStack, timeout: float = 180.0) -> dict[str, Any]:
+def follow_execution(
+    stack: LiveStack,
+    execution_id: str,
+    *,
+    idle_timeout: float = IDLE_TIMEOUT,
+    on_document: Callable[[dict[str, Any]], None] | None = None,
+    interval: float = 0.5,
+) -> dict[str, Any] | None:
+    """Poll `GET /executions/{id}` every `interval` s until the execution is terminal; returns its
+    final document, or None once `idle_timeout` s passed with no change to the document (every
+    write changes it, `updatedAt` at least). `on_document` sees each document read."""
+    seen: dict[str, Any] = {}
+
+    def finished() -> dict[str, Any] | None:
+        status, _, document = stack.http("GET", f"/executions/{execution_id}")
+        seen["answer"] = (status, document)
+        if status == 200:
+            if on_document is not None:
+                on_document(document)
+            if document["status"] in TERMINAL_EXECUTION:
+                return dict(document)
+        return None
+
+    try:
+        return wait_until(
+            finished,
+            what=f"execution {execution_id} to end",
+            progress=lambda: seen.get("answer"),
+            idle_timeout=idle_timeout,
+            interval=interval,
+        )
+    except Stalled:
+        return None
+
+
+def run_drill(stack: LiveStack, idle_timeout: float = IDLE_TIMEOUT) -> dict[str, Any]:
     """Run the sample drill to its end; returns its final document."""
     execution_id = start_drill(stack)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, _, document = stack.http("GET", f"/executions/{execution_id}")
-        if status == 200 and document["status"] in TERMINAL_EXECUTION:
-            return dict(document)
-        time.sleep(0.5)
-    raise TimeoutError(f"the sample drill did not finish within {timeout:.0f}s")
+    document = follow_execution(stack, execution_id, idle_timeout=idle_timeout)
+    if document is None:
+        raise TimeoutError(f"the sample drill stalled: its execution did not change for {idle_timeout:.0f}s")
+    return document
 
 
 def retarget(event: Any, document: dict[str, Any]) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from local.drill import INSTANCE_TYPES
 from local.live import LiveStack
 from local.scenario import ScenarioRun, run_scenario
 from local.stack import LocalStack
+from local.waiting import IDLE_TIMEOUT
 
 
 def replay_scenario(scenario: dict[str, Any]) -> int:
@@ -42,15 +44,33 @@ def replay_scenario(scenario: dict[str, Any]) -> int:
     return 0
 
 
+def settle(stack: LiveStack, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    """Until the bus is idle (nothing queued, nothing in flight); gives up only once
+    `idle_timeout` s passed in which no invocation but the sweep's timer ran or ended."""
+
+    def progress() -> tuple[int, int, int]:
+        bus = stack.bus
+        calls = sum(n for function, n in bus.invocations.items() if function != "sweep")
+        ended = sum(1 for function, _, _ in bus.results if function != "sweep")
+        return calls, ended, len(bus.failures)
+
+    last, quiet_since = progress(), time.monotonic()
+    while not stack.bus.wait_idle(timeout=1.0):
+        if progress() != last:
+            last, quiet_since = progress(), time.monotonic()
+        elif time.monotonic() - quiet_since > idle_timeout:
+            raise TimeoutError(f"the local bus stalled: busy with no invocation for {idle_timeout:.0f}s")
+
+
 def replay_events(events: list[dict[str, Any]], drill: bool) -> int:
     with LiveStack(QUICK, speed=60, latency=False, instance_types=INSTANCE_TYPES) as stack:
         document = run_drill(stack) if drill else None
-        stack.bus.wait_idle()
+        settle(stack)
         for number, original in enumerate(events, start=1):
             event = retarget(original, document) if document is not None else original
             seen = len(stack.bus.results)
             stack.bus.put(event)
-            stack.bus.wait_idle()
+            settle(stack)
             reached = [(f, result) for f, _, result in stack.bus.results[seen:] if f != "sweep"]
             label = f"{number}. {event.get('detail-type')!s} ({event.get('source')!s})"
             if not reached:

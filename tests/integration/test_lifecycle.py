@@ -16,6 +16,7 @@ import pytest
 
 from local.lambda_events import launch_result, stream_batch
 from local.stack import LocalStack
+from local.waiting import IDLE_TIMEOUT, join_all, wait_until
 from reconciler import runner as runner_module
 from reconciler import runtime
 from reconciler.lifecycle import Action, Step, stable_event_id
@@ -266,7 +267,7 @@ def test_many_concurrent_callers_start_the_next_wave_exactly_once(
         claim = wave.wave_number == 2 and wave.start_requested_at and wave.job_id is None
         if claim and wave.status is WaveStatus.PENDING and not go.is_set():
             decided.append(threading.current_thread().name)
-            go.wait(timeout=10)
+            go.wait(timeout=IDLE_TIMEOUT)  # a hang guard: the test opens the gate, or fails and opens it
         return original_write_wave(self, wave, updated_at=updated_at)
 
     monkeypatch.setattr(WaveStore, "write_wave", gated_write_wave)
@@ -298,25 +299,28 @@ def test_many_concurrent_callers_start_the_next_wave_exactly_once(
         return threads
 
     def settle(threads: list[threading.Thread]) -> None:
-        """Until every delivery is waiting at the gate or done; then a moment for the sweep's pool."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if all(t.name in decided or not t.is_alive() for t in threads[:-1]):
-                break
-            time.sleep(0.01)
+        """Until every delivery is waiting at the gate or done; then a moment for the sweep's pool
+        (best effort: it widens the race, no assertion counts on the sweep being at the gate)."""
+        wait_until(
+            lambda: all(t.name in decided or not t.is_alive() for t in threads[:-1]),
+            what=lambda: f"the deliveries to reach the claim's gate (there: {sorted(decided)})",
+            progress=lambda: (len(decided), sum(t.is_alive() for t in threads)),
+            interval=0.01,
+        )
         time.sleep(0.2)
 
-    # 8 deliveries and a sweep at once: all read wave 1 terminal, decide to START wave 2 and
-    # reach the claim
-    first = burst("first", 8)
-    settle(first)
-    assert decided, "nobody decided to start wave 2"
-    # More duplicates and a sweep arrive while the first callers are about to write their claims
-    second = burst("second", 4)
-    settle(second)
-    go.set()
-    for thread in first + second:
-        thread.join(timeout=60)
+    try:
+        # 8 deliveries and a sweep at once: all read wave 1 terminal, decide to START wave 2 and
+        # reach the claim
+        first = burst("first", 8)
+        settle(first)
+        assert decided, "nobody decided to start wave 2"
+        # More duplicates and a sweep arrive while the first callers are about to write their claims
+        second = burst("second", 4)
+        settle(second)
+    finally:
+        go.set()
+    join_all(first + second, what="the callers racing for wave 2's claim")
     assert errors == []
     print(f"concurrent: {len(decided)} callers raced for wave 2's claim at once")
     assert len(decided) >= 5, "the race was not exercised"
@@ -659,8 +663,7 @@ def test_cancel_racing_the_completion_of_a_wave(stack: LocalStack, round_: int):
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    join_all(threads, what="the cancels racing the completions")
     assert errors == []
     assert sorted(statuses) == [200, 409, 409, 409]
     outcome = _settle_after_cancel_race(stack, execution_id)

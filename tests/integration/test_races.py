@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from local.stack import LocalStack
+from local.waiting import wait_until
 from reconciler.reconcile import Reconciler
 from reconciler.retry import RetryPolicy
 from reconciler.runtime import services
@@ -66,9 +67,12 @@ class Poller:
         """Let the reader look at least once at the current state (a real page polls every 2 s;
         a real enrichment takes longer than that)."""
         seen = self.polls
-        deadline = time.monotonic() + 2
-        while self.polls < seen + 8 and time.monotonic() < deadline:
-            time.sleep(0.0005)
+
+        def polled() -> bool:
+            assert self._thread.is_alive(), "the poller died (see the thread's exception above)"
+            return self.polls >= seen + 8
+
+        wait_until(polled, what=f"8 polls after poll {seen}", progress=lambda: self.polls, interval=0.0005)
 
 
 def run_recoveries(stack: LocalStack, poller: Poller, *, legacy: bool) -> int:

@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from local.stack import LocalStack
+from local.waiting import join_all
 from reconciler import runtime
 from reconciler.errors import TemporaryError
 from reconciler.observe import TAG_EXECUTION, TAG_WAVE
@@ -292,8 +293,7 @@ def test_many_callers_retrying_a_due_deferred_start_start_it_exactly_once(
     threads = [threading.Thread(target=caller) for _ in range(8)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    join_all(threads, what="eight callers taking the deferred start's next step")
     # Then one claim won, DRS got one accepted StartRecovery, and the wave has that job
     assert not errors, errors
     assert len(jobs_of(stack, execution_id, 2)) == 1

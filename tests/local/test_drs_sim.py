@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from local import drs_fake
 from local.drs_fake import DrsFakeServer
 from local.drs_model import validate_response
 from local.drs_sim import DrsSimulator, SimClock, SimConfig
@@ -523,19 +525,24 @@ def test_conflict_and_quota_leave_state_unchanged(make_rig: RigFactory) -> None:
 # ---------------------------------------------------------------------------- latency
 
 
-def test_latency_is_slept_per_operation(make_rig: RigFactory) -> None:
+def test_latency_is_slept_per_operation(make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     rig = make_rig(calm(latency={"DescribeJobs": (0.2, 0.2)}))
     sim, drs = rig.sim, rig.drs
     sim.add_source_server()
     assert sim.latency("DescribeJobs") == 0.2 and sim.latency("DescribeSourceServers") == 0.0
+    slept: list[float] = []  # what the server slept (it still sleeps it)
 
-    def took(call: Callable[[], Any]) -> float:
-        began = time.perf_counter()
-        call()
-        return time.perf_counter() - began
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    monkeypatch.setattr(drs_fake, "time", types.SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
 
     drs.describe_source_servers()  # warm the connection
-    slow = took(drs.describe_jobs)
-    fast = min(took(drs.describe_source_servers) for _ in range(3))
-    assert slow >= 0.2
-    assert fast < 0.15 < slow
+    for _ in range(3):
+        drs.describe_source_servers()
+    assert slept == []  # no latency on other operations (what they take otherwise is the machine's)
+    began = time.perf_counter()
+    drs.describe_jobs()
+    assert time.perf_counter() - began >= 0.2  # the caller waited for it
+    assert slept == [0.2]

@@ -12,7 +12,6 @@ recorder of test_history watches every race too, and its checker must find nothi
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from moto import mock_aws
 
 from local import moto_lock
 from local.serverless import table_properties
+from local.waiting import wait_until
 from reconciler.errors import VersionConflict, client_error_code
 from reconciler.store import WaveStore, _to_attrs, _version_guard, from_attrs, wave_key
 from schemas.records import ServerRecord, WaveRecord
@@ -70,10 +70,11 @@ def _table(client: Any) -> str:
     """Our table as serverless.yml declares it (dynalite wants names of 3 characters or more)."""
     name = f"fidelity-{uuid.uuid4().hex[:8]}"
     client.create_table(TableName=name, **table_properties())
-    deadline = time.monotonic() + 10
-    while client.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
-        assert time.monotonic() < deadline, "the table never became ACTIVE"
-        time.sleep(0.02)
+    wait_until(  # at once on both (dynalite runs with --createTableMs 0): a hang guard
+        lambda: client.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE",
+        what=f"table {name} to become ACTIVE",
+        interval=0.02,
+    )
     return name
 
 

@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from local.stack import LocalStack, snapshot
+from local.waiting import results
 from reconciler import runtime
 from reconciler.errors import TemporaryError
 from reconciler.reconcile import Reconciler
@@ -80,6 +81,7 @@ class Race:
         self.stack = stack
         self.legacy = legacy
         self.retried = 0  # handler invocations Lambda would have retried (too many conflicts)
+        self.delivered = 0  # handler invocations that ended (progress, for the waits)
         self.reads = 0
         self.torn: list[str] = []  # I7 as the polling reader saw it (the legacy writer tears)
 
@@ -87,6 +89,7 @@ class Race:
         for attempt in range(LAMBDA_ATTEMPTS):
             try:
                 self.stack.deliver(job, sid)
+                self.delivered += 1
                 return
             except TemporaryError:
                 self.retried += 1
@@ -137,16 +140,24 @@ class Race:
 
         with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="handler") as pool:
             background = [pool.submit(sweeper), pool.submit(reader)]
-            _wait([pool.submit(launch, sid) for sid in sids[2:]] + [pool.submit(self.deliver, job, sids[0])])
-            # The job completes: the last events race the sweeps (and, as a control, the legacy writer)
-            self.stack.fake.set_job_status(job, "COMPLETED")
-            last = [pool.submit(self.deliver, job, sid) for sid in sids]
-            if self.legacy:
-                last.append(pool.submit(legacy_reconcile, self.stack, execution_id, number, lambda: None))
-            _wait(last)
-            stop.set()
-            _wait(background)
+            try:
+                self._wait(
+                    [pool.submit(launch, sid) for sid in sids[2:]] + [pool.submit(self.deliver, job, sids[0])]
+                )
+                # The job completes: the last events race the sweeps (and, as a control, the legacy writer)
+                self.stack.fake.set_job_status(job, "COMPLETED")
+                last = [pool.submit(self.deliver, job, sid) for sid in sids]
+                if self.legacy:
+                    last.append(pool.submit(legacy_reconcile, self.stack, execution_id, number, lambda: None))
+                self._wait(last)
+            finally:
+                stop.set()  # a failed handler must not leave the pool waiting for endless loops
+            self._wait(background)
         self.stack.sweep()  # I6: one sweep after deliveries stop converges
+
+    def _wait(self, futures: list[Future[Any]]) -> None:
+        """Until the futures are done: while handlers keep ending (sweeps and the reader spin on)."""
+        results(futures, what="the handlers of a wave", progress=lambda: (self.delivered, self.retried))
 
     def run_execution(self, name: str) -> str:
         waves = [[f"{name}-w{n}-s{i}" for i in range(SERVERS)] for n in range(1, WAVES + 1)]
@@ -154,11 +165,6 @@ class Race:
         for number in range(1, WAVES + 1):
             self.run_wave(execution_id, number)
         return execution_id
-
-
-def _wait(futures: list[Future[Any]]) -> None:
-    for future in futures:
-        future.result(timeout=60)
 
 
 def _final_items(stack: LocalStack) -> dict[Key, dict[str, Any] | None]:
