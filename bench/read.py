@@ -5,7 +5,10 @@ latencies, one CPU budget), for executions of 1, 3 and 10 waves (one size after 
 watched by its own fixed-rate poller from its POST until it is terminal (see bench/read_polls.py for what a poll
 measures and how each poll is classed steady or enriching). A bare boto3 Query of the same items
 follows each of our polls, and a settled loop of alternating reads once the recoveries are over
-gives the physical limit of a pure read. A second stack hides new EC2 instances from
+gives the physical limit of a pure read. Our GET runs as Lambda runs it: in the read function's
+worker processes (local.http_workers, READ_WORKERS of them, warm before the first poll), one
+invocation each and several at once, so a poll never queues behind another request in the same
+process; its DynamoDB requests are counted in the worker that answered. A second stack hides new EC2 instances from
 DescribeInstances for 1-4 s, to show what EC2's eventual consistency does to each design's answers.
 
 Proportions. A status page polls every 2 s and a real DRS wave lasts 10-30 minutes: each wave is
@@ -64,6 +67,7 @@ KINDS = ("ours", "legacy")
 PAGE_POLL_S = 2.0
 WAVE_MINUTES = (10, 30)
 Span = tuple[float, float]
+READ_WORKERS = 4  # the read function's warm worker processes (its concurrency in this stack)
 Figures = dict[str, dict[int, dict[str, Any]]]  # kind -> waves -> summary
 
 
@@ -137,7 +141,8 @@ class Round:
     def _ours(self, execution_id: str, origin: float) -> Poll:
         event = http_event("GET", f"/executions/{execution_id}")
         at = time.monotonic() - origin
-        reply, seconds, calls = timed(partial(self.stack.bus.invoke, "read", event))
+        reply, seconds, _ = timed(partial(self.stack.bus.invoke, "read", event))
+        calls = self.stack.workers.last_calls()  # counted in the worker process that answered
         document = json.loads(reply["body"]) if reply["statusCode"] == 200 else None
         return Poll(at, seconds, calls, document, self._bare_read(execution_id))
 
@@ -168,7 +173,7 @@ class Round:
             ]
             execution_id = self.legacy.start(plan)
             poll = partial(self._legacy, execution_id)
-        return execution_id, fixed_rate(poll, self.sizing.interval, time.monotonic() + 60 + 15 * waves)
+        return execution_id, fixed_rate(poll, self.sizing.interval)
 
     def run(self) -> Round:
         """One size after another, both designs of a size at once: each size's polls share the CPU
@@ -196,10 +201,19 @@ def _rounds(plan: Sizing, config: SimConfig, sizes: tuple[int, ...], runs: int, 
     """`runs` rounds in one live stack, counting the requests of clients built inside it."""
     suffix = f"{tag}-{uuid.uuid4().hex[:8]}"  # moto keeps its tables for the whole process
     with (
-        LiveStack(config, speed=plan.speed, latency=plan.latency, table_name=f"bench-read-{suffix}") as stack,
+        LiveStack(
+            config,
+            speed=plan.speed,
+            latency=plan.latency,
+            table_name=f"bench-read-{suffix}",
+            http_workers=READ_WORKERS,
+            http_prewarm=READ_WORKERS,
+        ) as stack,
         counting(),
     ):
-        runtime.reset()  # our read function builds its DynamoDB client now, with the hook
+        runtime.reset()  # the legacy reader builds its clients now, with the hook
+        if not stack.workers.wait_ready("read", READ_WORKERS):  # warm reads only (cold_start has the rest)
+            raise RuntimeError(f"the read function's {READ_WORKERS} workers did not start")
         try:
             create_table(stack.dynamodb, f"bench-legacy-{suffix}")
             legacy = LegacyOrchestrator(f"bench-legacy-{suffix}")

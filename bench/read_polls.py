@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
@@ -33,6 +33,7 @@ import boto3
 from bench.legacy import EC2_FIELDS
 from bench.stats import median, ms, percentile
 from local.live import TERMINAL_EXECUTION
+from local.waiting import IDLE_TIMEOUT
 
 SERVICES = ("dynamodb", "drs", "ec2")
 WRITES = frozenset({"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"})
@@ -97,15 +98,25 @@ def timed(call: Callable[[], Any], counts: Counter[str] | None = None) -> tuple[
         _tally.counts = None
 
 
-def fixed_rate(poll: Callable[[float], Poll], interval: float, deadline: float) -> list[Poll]:
+def fixed_rate(
+    poll: Callable[[float], Poll], interval: float, idle_timeout: float = IDLE_TIMEOUT
+) -> list[Poll]:
     """Start `poll(origin)` every `interval` s (overlapping when one is slow) until an answer is
-    terminal, then EXTRA_POLLS more; the polls come back in the order their answers arrived."""
+    terminal, then EXTRA_POLLS more; the polls come back in the order their answers arrived.
+    A recovery that stops changing its document for `idle_timeout` s is given up (and reported as
+    unfinished): the limit follows progress, so a loaded machine only makes the run longer."""
     origin = time.monotonic()
-    futures = []
+    futures: list[Future[Poll]] = []
     stop_at: int | None = None
+    last: Any = None
+    changed = time.monotonic()
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="poll") as pool:
-        while time.monotonic() < deadline:
+        while time.monotonic() - changed < idle_timeout:
             futures.append(pool.submit(poll, origin))
+            answered = [f.result() for f in futures if f.done()]
+            latest = max(answered, key=lambda p: p.at, default=None)
+            if latest is not None and latest.document is not None and latest.document != last:
+                last, changed = latest.document, time.monotonic()
             if stop_at is None:
                 first = next((i for i, f in enumerate(futures) if f.done() and f.result().terminal), None)
                 stop_at = None if first is None else first + 1 + EXTRA_POLLS

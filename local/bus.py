@@ -9,14 +9,15 @@ AWS would have sent it. Each `schedule` rate fires its function from a timer —
 like the sweep's reserved concurrency of 1 — with the period divided by `speed` so a demo can
 compress time. Given the table's name, a poller delivers the table's stream (`local.streams`) to
 its function, one batch at a time, as Lambda's event source mapping does for a shard.
-Every invocation (the HTTP API's too, which goes through `invoke`) names its function for the
-thread that runs it (`current_function`), so the fault layer can check each AWS call against
-that function's IAM role.
+The HTTP API's requests go through `invoke` too: an HTTP function (serverless.yml's `httpApi`
+ones) runs in a worker process of its own (`local.http_workers`, as Lambda runs one invocation
+per execution environment), every other function on this process's threads. Every in-process
+invocation names its function for the thread that runs it (`current_function`), and a worker
+names its own, so the fault layer can check each AWS call against that function's IAM role.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -24,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from local import serverless
 from local.lambda_events import LambdaContext
@@ -42,6 +43,14 @@ SCHEDULED_EVENT = {
     "resources": [],
     "detail": {},
 }
+
+
+class HttpRuntime(Protocol):
+    """Where the HTTP functions run (`local.http_workers.HttpWorkers`)."""
+
+    def serves(self, function: str) -> bool: ...
+
+    def invoke(self, function: str, event: dict[str, Any]) -> Any: ...
 
 
 def current_function() -> str:
@@ -67,8 +76,10 @@ class LocalEventBus:
         retry_delay: float = 1.0,
         schedules: bool = True,
         table_name: str | None = None,
+        http: HttpRuntime | None = None,
     ) -> None:
         self.events = events
+        self.http = http
         self.sqs = sqs
         self.speed = speed
         self.retry_delay = retry_delay
@@ -193,16 +204,21 @@ class LocalEventBus:
                 self._idle.notify_all()
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
-        """Call the function's handler as Lambda would (synchronously, in this thread)."""
+        """Call the function's handler as Lambda would, synchronously: an HTTP function in one of
+        its worker processes (`http`), any other in this thread."""
         self.invocations[function] += 1
         spec = self.functions[function]
-        handler = spec.load()
-        outer, _running.function = getattr(_running, "function", ""), function
-        try:
-            with serverless.HTTP_INVOCATION_LOCK if spec.serves_http else contextlib.nullcontext():
+        if spec.serves_http:
+            if self.http is None or not self.http.serves(function):
+                raise RuntimeError(f"{function} serves HTTP: it runs in a worker process, and none is set")
+            result = self.http.invoke(function, event)
+        else:
+            handler = spec.load()
+            outer, _running.function = getattr(_running, "function", ""), function
+            try:
                 result = handler(event, LambdaContext(function_name=function))
-        finally:
-            _running.function = outer
+            finally:
+                _running.function = outer
         self.results.append((function, event, result))
         return result
 

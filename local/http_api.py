@@ -3,8 +3,12 @@
 Each request is turned into the API Gateway HTTP API (payload 2.0) event AWS would send — route
 key, path parameters, lower-cased headers, raw query string, body — and the function the route
 belongs to in serverless.yml answers it; its `statusCode`, headers and body go back on the wire.
-A request no route matches gets API Gateway's own 404 `{"message":"Not Found"}`. The same server
-serves the status page (`local/page/`) at `/`, so the page polls the API from its own origin.
+A request no route matches gets API Gateway's own 404 `{"message":"Not Found"}`, and one whose
+function raised (or whose runtime died) a 500 `{"message":"Internal Server Error"}`, as API
+Gateway answers a failed Lambda integration. Requests are answered concurrently: `invoke` runs
+each in its own thread (the live stack's functions answer in worker processes, one invocation
+each). The same server serves the status page (`local/page/`) at `/`, so the page polls the API
+from its own origin.
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ class Route:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    # Requests are handled one at a time (local.serverless.HTTP_INVOCATION_LOCK), so a burst of
-    # clients (the bench's 32 POSTs at once) waits in the listen backlog: the default 5 reset them.
+    # One thread per connection; the functions answer a few requests at once each (their worker
+    # processes, local.http_workers), and the others wait for a free worker. A burst of clients
+    # (the bench's 32 POSTs at once) can still outrun the accept loop: the default backlog of 5
+    # reset connections, so the backlog is deep.
     request_queue_size = 256
     routes: list[Route]
     invoke: Invoke
@@ -137,7 +143,12 @@ class LocalHttpApi:
         self._httpd = _Server((host, port), _Handler)
         self._httpd.routes = [Route(*spec) for spec in serverless.http_routes()]
         self._httpd.invoke = invoke
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how soon `stop` is noticed (the default is 0.5 s)
+            name="http-api",
+            daemon=True,
+        )
         self._thread.start()
 
     @property

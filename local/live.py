@@ -11,6 +11,11 @@ The handlers' own boto3 clients (the default session's) also carry the cloud's f
 arms what the demo's `--faults` adds to the simulator's and the embedded AWS's faults. IAM is
 checked on every call a function makes (`iam=True`, the default): a call its role in
 serverless.yml does not allow is refused as AWS would, and counted as `access_denied`.
+
+The HTTP functions run as Lambda runs them, in worker processes (`local.http_workers`: up to
+`http_workers` at once per function, one invocation each), so requests are answered concurrently
+and none can see another's; the fault layer armed here (`stack.cloud`) decides and counts their
+calls too. `http()` waits for its answer as long as the stack makes progress.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.error
-import urllib.request
+import select
+import time
 import warnings
 from collections import Counter
+from http.client import HTTPConnection
 from types import TracebackType
 from typing import Any
 
@@ -33,6 +39,7 @@ from local.drs_fake import DrsFakeServer
 from local.drs_sim import EC2_LATENCY, DrsSimulator, SimConfig
 from local.faults import CloudFaults
 from local.http_api import LocalHttpApi
+from local.http_workers import HttpWorkers, refuse_while_bootstrapping
 from local.iam import RolePolicies
 from local.serverless import table_properties
 from reconciler import runtime
@@ -59,7 +66,10 @@ def cloud_fault_key(kind: str, operation: str) -> str:
 
 
 class LiveStack:
-    """Context manager: start everything, set the environment; undo both on exit."""
+    """Context manager: start everything, set the environment; undo both on exit.
+
+    The HTTP functions' workers are spawned processes, which import the main module again: a
+    script must start the stack under `if __name__ == "__main__":` (its entry points here do)."""
 
     def __init__(
         self,
@@ -73,8 +83,12 @@ class LiveStack:
         instance_types: dict[str, str] | None = None,
         concurrency: int = 4,
         iam: bool = True,
+        http_workers: int = 4,
+        http_prewarm: int = 1,
     ) -> None:
         self.concurrency = concurrency  # concurrent invocations of the bus (Lambda concurrency)
+        self.http_workers = http_workers  # worker processes per HTTP function, at most (its concurrency)
+        self.http_prewarm = http_prewarm  # of which started with the stack (in the background)
         self.config = config or SimConfig()
         if not latency:
             self.config = self.config.without_latency()
@@ -97,18 +111,23 @@ class LiveStack:
     # ---------------------------------------------------------------- lifecycle
 
     def __enter__(self) -> LiveStack:
+        refuse_while_bootstrapping()  # a script's unguarded stack, re-run by a worker's spawn
         self.moto = MotoServer(self.faults)
         session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
         )
         self.ec2 = session.client("ec2", endpoint_url=self.moto.endpoint_url)
         self.dynamodb = session.client("dynamodb", endpoint_url=self.moto.endpoint_url)
+        self.workers = HttpWorkers(
+            self.cloud, concurrency=self.http_workers, prewarm=self.http_prewarm, log_level=self.log_level
+        )
         self.bus = LocalEventBus(
             session.client("events", endpoint_url=self.moto.endpoint_url),
             session.client("sqs", endpoint_url=self.moto.endpoint_url),
             speed=self.speed,
             concurrency=self.concurrency,
             table_name=self.table_name,
+            http=self.workers,
         )
         self.sim = DrsSimulator(
             self.config,
@@ -146,6 +165,7 @@ class LiveStack:
         runtime.reset()
         self.dynamodb.create_table(TableName=self.table_name, **table_properties())
         self.bus.start()
+        self.workers.start(os.environ)  # the environment as set above; workers boot meanwhile
         self.api = LocalHttpApi(self.bus.invoke, port=self.api_port)
         self.sim.start()
         return self
@@ -155,6 +175,7 @@ class LiveStack:
     ) -> None:
         self.sim.stop()
         self.api.stop()
+        self.workers.stop()
         self.bus.stop()
         self.drs_server.stop()
         self.moto.stop()
@@ -235,26 +256,48 @@ class LiveStack:
         return f"{self.api.url}/?execution={execution_id}"
 
     def http(
-        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        patience: float = 120.0,
     ) -> tuple[int, dict[str, str], Any]:
-        """One request to the local HTTP API; JSON answers decoded."""
+        """One request to the local HTTP API; JSON answers decoded.
+
+        No wall-clock deadline: on a loaded machine a request may queue for a worker, wait for a
+        cold start, or meet slow AWS calls and the SDK's retries. It waits as long as the HTTP
+        functions' workers make progress (a call to the fault layer, an answer, a worker
+        starting), and gives up with TimeoutError only after `patience` seconds of none."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.api.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", **(headers or {})},
-        )
+        host, port = self.api.url.removeprefix("http://").rsplit(":", 1)
+        connection = HTTPConnection(host, int(port), timeout=patience)
         try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                status, reply_headers, raw = answer.status, dict(answer.headers.items()), answer.read()
-        except urllib.error.HTTPError as error:
-            status, reply_headers, raw = error.code, dict(error.headers.items()), error.read()
+            connection.request(
+                method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
+            )
+            self._await_answer(connection, f"{method} {path}", patience)
+            answer = connection.getresponse()
+            status, reply_headers, raw = answer.status, dict(answer.headers.items()), answer.read()
+        finally:
+            connection.close()
         try:
             decoded: Any = json.loads(raw) if raw else None
         except ValueError:
             decoded = raw.decode(errors="replace")
         return status, reply_headers, decoded
+
+    def _await_answer(self, connection: HTTPConnection, what: str, patience: float) -> None:
+        """Until the answer's first bytes arrive, or nothing has progressed for `patience` s."""
+        assert connection.sock is not None
+        seen, quiet_since = self.workers.activity(), time.monotonic()
+        while not select.select([connection.sock], [], [], 0.25)[0]:
+            activity = self.workers.activity()
+            if activity != seen:
+                seen, quiet_since = activity, time.monotonic()
+            elif time.monotonic() - quiet_since > patience:
+                raise TimeoutError(f"{what}: no answer, and nothing progressed for {patience:.0f} s")
 
     def fault_counts(self) -> Counter[str]:
         """Every fault that fired so far, by kind: the simulator's (events dropped, duplicated,

@@ -47,9 +47,12 @@ def table_properties(path: Path = SERVERLESS) -> dict[str, Any]:
 
 # Powertools' HTTP resolver keeps the request being handled in class state (`BaseRouter.
 # current_event`), shared by every resolver in the process: fine in Lambda (one invocation per
-# process), but two requests handled at once in one local process would read each other's event
-# (a POST would create an execution from another POST's body). The local stacks therefore handle
-# one HTTP request at a time, under this lock.
+# process), but two requests handled at once in one process would read each other's event (a POST
+# would create an execution from another POST's body). The live stack runs its HTTP functions in
+# worker processes, one invocation each (local.http_workers), and takes no lock. The embedded
+# stack (local.stack.LocalStack) cannot: its AWS is moto in its own process's memory, which no
+# worker process could share, so it calls its HTTP handlers in-process, one at a time, under this
+# lock. Only that stack (and tests that call handlers beside it) takes it.
 HTTP_INVOCATION_LOCK = threading.Lock()
 
 

@@ -125,7 +125,7 @@ def test_the_poller_stops_a_fixed_number_of_polls_after_the_first_terminal_answe
         status = "COMPLETED" if next(numbers) >= 3 else "RUNNING"
         return Poll(0.0, 0.0, Counter(), {"status": status, "waves": []})
 
-    polls = fixed_rate(poll, interval=0.02, deadline=float("inf"))
+    polls = fixed_rate(poll, interval=0.02)
     assert len(polls) == 3 + EXTRA_POLLS
 
 
