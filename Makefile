@@ -74,9 +74,11 @@ test: browser lint package pytest
 reliability: $(STAMP)
 	$(BIN)/python -m tests.reliability.report --profile $(PROFILE) --figures $(FIGURES)
 
-## Mutation testing of the pure core (reconciler/core.py, lifecycle.py) with the unit tests.
+## Mutation testing alone: PROFILE=quick (as in `make test`) mutates core.py, lifecycle.py,
+## errors.py, retry.py and starts.py against the unit tests; PROFILE=long adds store.py, also
+## killed by its tests against moto's DynamoDB (several minutes more).
 mutation: $(STAMP)
-	$(BIN)/python -m tests.reliability.mutation
+	$(BIN)/python -m tests.reliability.mutation --profile $(PROFILE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
