@@ -116,12 +116,15 @@ $(NODE_STAMP): package.json package-lock.json
 ## The CloudFormation templates osls builds from serverless.yml, offline, then cfn-lint on both:
 ## dev (default stage) in .serverless/, prod (PROD_OPTIONS, params.prod) in .serverless-prod/.
 ## W3005 is osls's own redundant DependsOn. Prod first: packaging elsewhere deletes .serverless/.
+## Then cfn-lint on the spoke templates (SPOKE_TEMPLATES, deployed as they are), with every check.
+SPOKE_TEMPLATES := deploy/spoke-roles.yml deploy/spoke-events.yml
 package: $(NODE_STAMP) $(BUNDLE_ZIP) | $(STAMP)
 	rm -rf .serverless $(PROD_PACKAGE)
 	$(OSLS) package $(PROD_OPTIONS) --package $(PROD_PACKAGE)
 	$(OSLS) package
 	$(BIN)/cfn-lint --ignore-checks W3005 -- .serverless/cloudformation-template-update-stack.json \
 		$(PROD_PACKAGE)/cloudformation-template-update-stack.json
+	$(BIN)/cfn-lint -- $(SPOKE_TEMPLATES)
 
 ## Deploy to the AWS account of your credentials (never run by the tests): the pinned osls, the
 ## zip the tests ran, the stage's params. STAGE=prod REGION=eu-west-1; `remove` tears down (the

@@ -41,9 +41,10 @@ class AwsClients:
 
 
 @cache
-def client(service: str, *, retries: bool = True) -> Any:
-    """One client per service and retry policy per process (clients are thread-safe)."""
-    return boto3.client(service, config=RETRY_CONFIG if retries else NO_RETRY_CONFIG)
+def client(service: str, *, retries: bool = True, region: str | None = None) -> Any:
+    """One client per service, retry policy and Region (None: the process's own) per process
+    (clients are thread-safe)."""
+    return boto3.client(service, region_name=region, config=RETRY_CONFIG if retries else NO_RETRY_CONFIG)
 
 
 def aws_clients() -> AwsClients:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,14 +23,15 @@ from schemas.times import iso_z
 
 from .controls import Controls, NotFound, WrongState
 from .documents import execution_document
-from .errors import ReconcilerError, TemporaryError, classify_aws_error
+from .errors import PermanentError, ReconcilerError, TemporaryError, classify_aws_error
 from .finish import Finisher
 from .observability import logger, metrics_count
-from .observe import DRS_FILTER_MAX, DrsObserver, chunks
+from .observe import DRS_FILTER_MAX, chunks
 from .outbox import Publisher
-from .plans import PlanInvalid, plan_problems
+from .plans import PlanInvalid, plan_problems, wave_target
 from .retry import RetryPolicy
 from .runner import Runner
+from .spokes import AccessLevel, Target, WaveClients
 from .starts import Answer, Starter
 from .store import TooLarge, WaveStore
 
@@ -68,9 +68,7 @@ class Executions:
         self,
         store: WaveStore,
         *,
-        drs: Any,
-        drs_start: Any,
-        observer: DrsObserver,
+        clients: WaveClients,
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
         max_servers_per_wave: int,
@@ -82,7 +80,7 @@ class Executions:
         publisher: Publisher | None = None,
     ) -> None:
         self._store = store
-        self._drs = drs
+        self._targets = clients.targets
         self._clock = clock
         self._new_id = new_id
         self._max = max_servers_per_wave
@@ -96,8 +94,8 @@ class Executions:
         self._flush = flush
         self.starter = Starter(
             store,
-            drs_start=drs_start,
-            observer=observer,
+            drs_start=clients.drs_start,
+            observers=clients.observer,
             clock=clock,
             policy=policy,
             start_grace=start_grace,
@@ -108,7 +106,7 @@ class Executions:
             store,
             starter=self.starter,
             finisher=Finisher(store, clock=clock, retention=retention, publisher=publisher),
-            observer=observer,
+            observers=clients.observer,
             clock=clock,
             policy=policy,
             start_grace=start_grace,
@@ -134,27 +132,27 @@ class Executions:
     # ------------------------------------------------------------------ a new execution
 
     def create(self, request: CreateExecutionRequest) -> ExecutionDocument:
-        """Validate the plan (DRS must know every server), record it with wave 1's start claimed
-        in the same transaction, then start wave 1."""
-        problems = plan_problems(request, self._max)
-        well_formed = list(
-            dict.fromkeys(
-                sid
-                for wave in request.waves
-                for sid in wave.source_server_ids
-                if SOURCE_SERVER_ID.fullmatch(sid)
+        """Validate the plan (DRS must know every server in its wave's target, and every spoke
+        target's roles must work), record it with wave 1's start claimed in the same
+        transaction, then start wave 1. Nothing is written or started while any problem stands."""
+        hub = self._targets.hub
+        problems = plan_problems(request, self._max, (hub.account_id, hub.region))
+        wanted: dict[Target, list[str]] = {}
+        for wave in request.waves:
+            target = Target(*wave_target(wave, (hub.account_id, hub.region)))
+            ids = wanted.setdefault(target, [])
+            ids.extend(
+                sid for sid in wave.source_server_ids if SOURCE_SERVER_ID.fullmatch(sid) and sid not in ids
             )
-        )
-        if not problems or len(well_formed) <= LOOKUP_WHEN_INVALID:
-            hostnames = self._hostnames(well_formed)
-            unknown = [sid for sid in well_formed if sid not in hostnames]
-            if unknown:
-                problems.append(f"unknown to DRS: {', '.join(unknown)}")
+        hostnames: dict[tuple[Target, str], str | None] = {}
+        if not problems or sum(map(len, wanted.values())) <= LOOKUP_WHEN_INVALID:
+            for target, ids in wanted.items():
+                problems += self._check_target(target, ids, hostnames)
         if problems:
             raise PlanInvalid(problems)
         execution_id = self._new_id()
         try:
-            execution, waves = self._record(execution_id, request, hostnames)
+            execution, waves = self._record(execution_id, request, hostnames, hub)
         except TemporaryError as unknown:
             # The transaction may have committed though no answer said so (every re-send of its
             # token failed, or is still in progress): a 503 "nothing was recorded" would make the
@@ -166,7 +164,7 @@ class Executions:
             return execution_document(execution, waves)
         waves[0], answer = self.starter.start_claimed(waves[0])
         if answer.kind is Answer.REFUSED:
-            waves = self._abandon(waves, f"DRS refused StartRecovery: {answer.reason}")
+            waves = self._abandon(waves, answer.refusal)
             document = execution_document(execution, waves)
             try:  # finish it now (FAILED); the sweep would otherwise
                 document = self.advance(execution.execution_id) or document
@@ -179,7 +177,11 @@ class Executions:
         return execution_document(execution, waves)
 
     def _record(
-        self, execution_id: str, request: CreateExecutionRequest, hostnames: dict[str, str | None]
+        self,
+        execution_id: str,
+        request: CreateExecutionRequest,
+        hostnames: dict[tuple[Target, str], str | None],
+        hub: Target,
     ) -> tuple[ExecutionRecord, list[WaveRecord]]:
         now = iso_z(self._clock())
         starts_now = not request.waves[0].pause_before_wave
@@ -202,11 +204,18 @@ class Executions:
                         wave_number=number,
                         name=wave.name,
                         is_drill=request.is_drill,
+                        account_id=wave.account_id or hub.account_id,
+                        region=wave.region or hub.region,
                         start_requested_at=now if number == 1 and starts_now else None,
                         start_attempts=1 if number == 1 and starts_now else 0,
                         pause_before_wave=wave.pause_before_wave,
                         servers=tuple(
-                            ServerRecord(source_server_id=sid, hostname=hostnames[sid])
+                            ServerRecord(
+                                source_server_id=sid,
+                                hostname=hostnames[
+                                    (Target(*wave_target(wave, (hub.account_id, hub.region))), sid)
+                                ],
+                            )
                             for sid in wave.source_server_ids
                         ),
                         version=0,
@@ -264,9 +273,39 @@ class Executions:
         self._flush(result)
         return result
 
-    def _hostnames(self, source_ids: Sequence[str]) -> dict[str, str | None]:
+    def _check_target(
+        self, target: Target, ids: Sequence[str], hostnames: dict[tuple[Target, str], str | None]
+    ) -> list[str]:
+        """The problems of one target: servers DRS does not know there and, for a spoke, roles
+        that do not work (each named with its account and role, never the ExternalId). A spoke
+        whose STS is only busy raises TemporaryError (503: nothing written, try again)."""
+        spoke = not self._targets.is_hub(target)
+        where = f" in account {target.account_id} ({target.region})" if spoke else ""
+        try:
+            found = self._hostnames(target, ids)
+            if spoke:
+                self._check_start_role(target)
+        except PermanentError as error:
+            if not spoke:  # our own role or DRS broken: ours to fix, not the caller's (502)
+                raise
+            return [f"account {target.account_id} ({target.region}): {error}"]
+        hostnames.update({(target, sid): name for sid, name in found.items()})
+        unknown = [sid for sid in ids if sid not in found]
+        return [f"unknown to DRS{where}: {', '.join(unknown)}"] if unknown else []
+
+    def _check_start_role(self, target: Target) -> None:
+        """A harmless call with a spoke's start role: a role that is missing, does not trust the
+        hub or may not use DRS there fails the POST now, not the wave that needs it an hour later."""
+        drs = self._targets.client("drs", target, AccessLevel.START)
+        try:
+            drs.describe_jobs(maxResults=1)
+        except (ClientError, BotoCoreError) as error:
+            raise classify_aws_error(error, "DescribeJobs with the start role") from error
+
+    def _hostnames(self, target: Target, source_ids: Sequence[str]) -> dict[str, str | None]:
         found: dict[str, str | None] = {}
-        paginator = self._drs.get_paginator("describe_source_servers")
+        drs = self._targets.client("drs", target, AccessLevel.OBSERVE)
+        paginator = drs.get_paginator("describe_source_servers")
         try:
             for batch in chunks(source_ids, DRS_FILTER_MAX):
                 for page in paginator.paginate(

@@ -28,13 +28,24 @@ class PlanInvalid(PermanentError):
         self.problems = list(problems)
 
 
-def plan_problems(request: CreateExecutionRequest, max_servers_per_wave: int) -> list[str]:
-    """Every semantic problem of a plan at once (shape and types were checked by the model)."""
+def wave_target(wave: WavePlan, hub: tuple[str, str] | None = None) -> tuple[str, str]:
+    """The (account, Region) a planned wave recovers in: what it names, else the hub's."""
+    account, region = hub or ("", "")
+    return wave.account_id or account, wave.region or region
+
+
+def plan_problems(
+    request: CreateExecutionRequest, max_servers_per_wave: int, hub: tuple[str, str] | None = None
+) -> list[str]:
+    """Every semantic problem of a plan at once (shape and types were checked by the model). A
+    source server is one server per account and Region (its id is unique only there), so a
+    server twice means the same id twice in one target."""
     problems: list[str] = []
     if not 1 <= len(request.waves) <= MAX_WAVES:
         problems.append(f"waves: needs 1 to {MAX_WAVES} waves, got {len(request.waves)}")
-    first_wave: dict[str, int] = {}
+    first_wave: dict[tuple[str, str, str], int] = {}
     for number, wave in enumerate(request.waves, start=1):
+        target = wave_target(wave, hub)
         where = f"waves[{number - 1}] ({wave.name!r})"
         count = len(wave.source_server_ids)
         if not 1 <= count <= max_servers_per_wave:
@@ -44,12 +55,12 @@ def plan_problems(request: CreateExecutionRequest, max_servers_per_wave: int) ->
                 problems.append(
                     f"{where}: {sid!r} is not a DRS source server id (s- and 17 letters or digits)"
                 )
-            elif sid in first_wave:
-                other = first_wave[sid]
+            elif (*target, sid) in first_wave:
+                other = first_wave[(*target, sid)]
                 detail = "twice in this wave" if other == number else f"also in wave {other}"
                 problems.append(f"{where}: {sid} is {detail}")
             else:
-                first_wave[sid] = number
+                first_wave[(*target, sid)] = number
     return problems
 
 

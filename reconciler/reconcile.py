@@ -18,6 +18,7 @@ import enum
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from schemas.records import WaveRecord
 from schemas.times import iso_z, parse_time
@@ -30,7 +31,10 @@ from .observation import Observation
 from .observe import DrsObserver
 from .outbox import Publisher
 from .retry import AGAIN, Again, RetryPolicy
+from .spokes import SpokeAccessError, Target
 from .store import WaveKey, WaveStore, wave_from_item
+
+T = TypeVar("T")
 
 # A later settle look starts only with this much of the invocation left after it (one look is a
 # DescribeJobs and a GetItem, plus a write; the SDK's own retries can stretch it).
@@ -49,7 +53,7 @@ class Reconciler:
     def __init__(
         self,
         store: WaveStore,
-        observer: DrsObserver,
+        observers: Callable[[WaveRecord], DrsObserver],
         clock: Callable[[], datetime],
         *,
         ec2_grace: timedelta,
@@ -57,6 +61,7 @@ class Reconciler:
         start_grace: timedelta = timedelta(minutes=5),
         publisher: Publisher | None = None,
         advance: Callable[[str], object] | None = None,
+        target_of: Callable[[WaveRecord], Target] | None = None,
         settle_checks: int = 0,
         settle_interval: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -67,14 +72,19 @@ class Reconciler:
         self._publisher = publisher
         self._advance = advance
         self._store = store
-        self._observer = observer
+        self._observers = observers
+        self._target_of = target_of or _stored_target
         self._clock = clock
         self._grace = ec2_grace
         self._start_grace = start_grace
         self._policy = policy
 
-    def reconcile_job(self, job_id: str, *, time_left_ms: Callable[[], int] | None = None) -> Outcome:
-        """Entry point for an event: the job id names the wave, nothing else is trusted.
+    def reconcile_job(
+        self, job_id: str, target: Target, *, time_left_ms: Callable[[], int] | None = None
+    ) -> Outcome:
+        """Entry point for an event: (account, Region, job id) names the wave, nothing else of
+        the event is trusted (job ids are unique per account and Region only, and clients are
+        built from the wave's stored target, never from the event).
 
         When every server's launch is over but the wave is not terminal yet (DRS completes the
         job a little after its last server, with no event of its own), keep looking every
@@ -86,13 +96,13 @@ class Reconciler:
         look that fails after a write landed is logged, not raised: the write stands, the sweep
         finishes the wave, and Lambda does not retry (or dead-letter) an event already handled.
         """
-        key = self._store.find_wave_by_job(job_id)
+        key, stored = self._wave_of_job(job_id, target)
         if key is None:
-            logger.warning("unknown DRS job", extra={"jobId": job_id})
+            logger.warning("unknown DRS job", extra={"jobId": job_id, "accountId": target.account_id})
             metrics_count("UnknownJobs")
             return Outcome.UNKNOWN_JOB
         looked_at = time.monotonic()
-        outcome, wave, seen = self._reconcile(key, known=None)
+        outcome, wave, seen = self._reconcile(key, known=None, stored=stored)
         wrote = outcome is Outcome.WRITTEN
         for _check in range(self._settle_checks):
             if wave is None or not awaiting_job_end(wave):
@@ -120,8 +130,18 @@ class Reconciler:
             wrote = wrote or outcome is Outcome.WRITTEN
         return Outcome.WRITTEN if wrote else outcome
 
-    def reconcile_wave(self, key: WaveKey) -> Outcome:
-        return self._reconcile(key, known=None)[0]
+    def reconcile_wave(self, key: WaveKey, stored: WaveRecord | None = None) -> Outcome:
+        """Reconcile one wave (`stored`: the wave as just read, to save reading it again)."""
+        return self._reconcile(key, known=None, stored=stored)[0]
+
+    def _wave_of_job(self, job_id: str, target: Target) -> tuple[WaveKey | None, WaveRecord | None]:
+        """The wave whose job this is in that account and Region, as stored; (None, None) when
+        no wave's stored target is the event's."""
+        for key in self._store.find_waves_by_job(job_id):
+            wave = self._store.get_wave(key)
+            if wave is not None and self._target_of(wave) == target:
+                return key, wave
+        return None, None
 
     def follow_up(self, key: WaveKey) -> Outcome:
         """Follow up a terminal write that a hand-off reconciler made (the stream names its item):
@@ -134,11 +154,12 @@ class Reconciler:
         return Outcome.TERMINAL
 
     def _reconcile(
-        self, key: WaveKey, *, known: Observation | None
+        self, key: WaveKey, *, known: Observation | None, stored: WaveRecord | None = None
     ) -> tuple[Outcome, WaveRecord | None, Observation | None]:
         """One look and at most one write; returns the outcome, the wave as it now stands and
         what DRS/EC2 showed (None when no observation was made)."""
-        stored = self._store.get_wave(key)
+        if stored is None:
+            stored = self._store.get_wave(key)
         if stored is None:
             logger.warning("wave vanished", extra={"pk": key.pk, "sk": key.sk})
             return Outcome.UNKNOWN_JOB, None, None
@@ -153,14 +174,17 @@ class Reconciler:
             if start_is_deferred(stored):  # DRS refused it: no job to adopt; the runner retries it
                 return Outcome.UNCHANGED, stored, None
             now = self._clock()  # before looking: a job created after this look is not missed
-            found = self._observer.find_started_job(
-                stored.execution_id, stored.wave_number, stored.start_requested_at
+            observer = self._observers(stored)
+            requested_at = stored.start_requested_at
+            found = self._observe(
+                stored,
+                lambda: observer.find_started_job(stored.execution_id, stored.wave_number, requested_at),
             )
             if found is None:
                 return Outcome.UNCHANGED, stored, None
             # Adopt the job and bring the wave to the job's truth in the same write: a job that
             # ran to its end before anyone adopted it ends its wave in this one pass (I6).
-            observation = self._observer.observe(found.job_id, known=known)
+            observation = self._observe(stored, lambda: observer.observe(found.job_id, known=known))
 
             def adopted(w: WaveRecord) -> WaveRecord:
                 wave = resolve_start(w, found, now=now, start_grace=self._start_grace)
@@ -168,15 +192,40 @@ class Reconciler:
                     return wave
                 return next_state(wave, observation, ec2_grace=self._grace)
 
-            outcome, wave = self._converge(key, stored, adopted)
+            outcome, wave = self._converge(key, stored, lambda w: reachable(adopted(w)))
             return outcome, wave, observation
-        observation = self._observer.observe(job_id, known=known)
+        observer = self._observers(stored)
+        observation = self._observe(stored, lambda: observer.observe(job_id, known=known))
         if observation.job is None:
             logger.warning("DRS does not know the wave's job yet", extra=_keys(stored))
         outcome, wave = self._converge(
-            key, stored, lambda w: next_state(w, observation, ec2_grace=self._grace)
+            key, stored, lambda w: reachable(next_state(w, observation, ec2_grace=self._grace))
         )
         return outcome, wave, observation
+
+    def _observe(self, stored: WaveRecord, look: Callable[[], T]) -> T:
+        """Run one look at the wave's target; when its account's role cannot be used, say so on
+        the wave (once: only a changed problem is written) and raise, so the event is retried or
+        acknowledged as the error's kind says and the sweep tries again."""
+        try:
+            return look()
+        except SpokeAccessError as error:
+            self.note_access_problem(stored, str(error))
+            raise
+
+    def note_access_problem(self, stored: WaveRecord, problem: str) -> None:
+        """Say on the wave why its target cannot be reached (a versioned write, only when the
+        problem changed; losing a race or a hiccup only delays it to the next look)."""
+        logger.warning("target unreachable", extra={**_keys(stored), "problem": problem})
+        metrics_count("UnreachableWaves")
+        if stored.access_problem == problem or stored.is_terminal:
+            return
+        try:
+            self._store.write_wave(
+                stored.model_copy(update={"access_problem": problem}), updated_at=iso_z(self._clock())
+            )
+        except ReconcilerError as failed:
+            logger.info("could not record the access problem", extra={"error": str(failed)})
 
     def _converge(
         self, key: WaveKey, stored: WaveRecord, desired_of: Callable[[WaveRecord], WaveRecord]
@@ -241,6 +290,16 @@ class Reconciler:
         if after.is_terminal and after.job_end_time and after.end_time:
             lag = (parse_time(after.end_time) - parse_time(after.job_end_time)).total_seconds()
             metrics_count("JobCompleteToTerminalSeconds", max(lag, 0.0), MetricUnit.Seconds)
+
+
+def _stored_target(wave: WaveRecord) -> Target:
+    """A wave's target as stored (a wave stored before targets existed has none: "")."""
+    return Target(wave.account_id or "", wave.region or "")
+
+
+def reachable(wave: WaveRecord) -> WaveRecord:
+    """The wave after a successful look at its target: no access problem any more."""
+    return wave.model_copy(update={"access_problem": None}) if wave.access_problem else wave
 
 
 def _keys(wave: WaveRecord) -> dict[str, object]:

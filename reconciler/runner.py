@@ -36,7 +36,7 @@ class Runner:
         *,
         starter: Starter,
         finisher: Finisher,
-        observer: DrsObserver,
+        observers: Callable[[WaveRecord], DrsObserver],
         clock: Callable[[], datetime],
         policy: RetryPolicy,
         start_grace: timedelta,
@@ -46,7 +46,7 @@ class Runner:
         self._store = store
         self._starter = starter
         self._finisher = finisher
-        self._observer = observer
+        self._observers = observers
         self._clock = clock
         self._policy = policy
         self._start_grace = start_grace
@@ -108,7 +108,9 @@ class Runner:
         deferred start started nothing, so there is nothing to look for."""
         if wave.start_requested_at is None or start_is_deferred(wave):
             return False
-        found = self._observer.find_started_job(wave.execution_id, wave.wave_number, wave.start_requested_at)
+        found = self._observers(wave).find_started_job(
+            wave.execution_id, wave.wave_number, wave.start_requested_at
+        )
         if found is None:
             return False
         self._starter.record_job(wave, {"jobID": found.job_id, "creationDateTime": found.creation_time})

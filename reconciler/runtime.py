@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
+from typing import Any
 
 from .clients import AwsClients, aws_clients, client
 from .executions import Executions
@@ -23,6 +24,7 @@ from .outbox import Publisher
 from .reconcile import Reconciler
 from .retry import RetryPolicy
 from .settings import Settings
+from .spokes import SpokeCredentials, SpokeRoles, TargetClients, WaveClients, partition_of
 from .store import WaveStore
 from .sweep import Sweeper
 
@@ -55,7 +57,10 @@ class Services:
         sleep: Callable[[float], None] = time.sleep,
     ) -> Services:
         store = WaveStore(clients.dynamodb, settings.table_name, page_size=settings.page_size)
-        observer = DrsObserver(clients.drs, clients.ec2, clock, page_size=settings.page_size)
+        wave_clients = WaveClients(
+            target_clients(settings, clients, clock),
+            lambda drs, ec2: DrsObserver(drs, ec2, clock, page_size=settings.page_size),
+        )
         publisher = Publisher(clients.events, store, clock, bus_name=settings.event_bus_name)
         policy = RetryPolicy(
             conflict_attempts=settings.conflict_retries,
@@ -63,9 +68,7 @@ class Services:
         )
         executions = Executions(
             store,
-            drs=clients.drs,
-            drs_start=clients.drs_start,
-            observer=observer,
+            clients=wave_clients,
             clock=clock,
             new_id=new_id,
             max_servers_per_wave=settings.max_servers_per_wave,
@@ -79,8 +82,9 @@ class Services:
         reconciler_of = partial(
             Reconciler,
             store,
-            observer,
+            wave_clients.observer,
             clock,
+            target_of=wave_clients.targets.target_of,
             ec2_grace=timedelta(seconds=settings.ec2_grace_seconds),
             policy=policy,
             start_grace=timedelta(seconds=settings.start_grace_seconds),
@@ -95,10 +99,41 @@ class Services:
             reconciler=reconciler,
             event_reconciler=reconciler_of(),
             sweeper=Sweeper(
-                store, reconciler, executions, concurrency=settings.sweep_concurrency, clock=clock
+                store,
+                reconciler,
+                executions,
+                concurrency=settings.sweep_concurrency,
+                account_concurrency=settings.sweep_account_concurrency,
+                target_of=wave_clients.targets.target_of,
+                clock=clock,
             ),
             executions=executions,
         )
+
+
+def target_clients(settings: Settings, clients: AwsClients, clock: Callable[[], datetime]) -> TargetClients:
+    """The hub's own clients for its own account (`clients` in its own Region), and spoke
+    credentials assumed with the hub's STS client (docs/multi-account.md)."""
+    own = {("drs", True): clients.drs, ("drs", False): clients.drs_start, ("ec2", True): clients.ec2}
+
+    def hub_client(service: str, *, retries: bool = True, region: str | None = None) -> Any:
+        if region in (None, settings.hub_region) and (service, retries) in own:
+            return own[(service, retries)]
+        return client(service, retries=retries, region=region)
+
+    roles = SpokeRoles(
+        external_id=settings.spoke_external_id,
+        path=settings.spoke_role_path,
+        observe=settings.spoke_observe_role,
+        start=settings.spoke_start_role,
+        partition=partition_of(settings.hub_region),
+    )
+    return TargetClients(
+        hub_account_id=settings.hub_account_id,
+        hub_region=settings.hub_region,
+        hub_client=hub_client,
+        spokes=SpokeCredentials(roles, sts=lambda: client("sts", region=settings.hub_region), clock=clock),
+    )
 
 
 # The process's time, id and wait sources. Local runs and tests may replace them (then call

@@ -33,6 +33,16 @@ class Settings(BaseModel):
     page_size: int | None = Field(default=None, ge=1, le=1000)
     retention_days: int = Field(default=90, ge=1, le=3650)
     event_bus_name: str = Field(default="default", min_length=1, max_length=1600)
+    # The hub (docs/multi-account.md): its own account (None: asked of STS once, at first need)
+    # and Region; the spokes' roles and the ExternalId every AssumeRole sends (None: no spokes).
+    hub_account_id: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
+    hub_region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+    spoke_external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+    spoke_role_path: str = Field(default="/drs-reconciler/", pattern=r"^/([\w+=,.@-]+/)*$")
+    spoke_observe_role: str = Field(default="drs-reconciler-observe", pattern=r"^[\w+=,.@-]{1,64}$")
+    spoke_start_role: str = Field(default="drs-reconciler-start", pattern=r"^[\w+=,.@-]{1,64}$")
+    # The sweep's waves of one account at once, at most (DRS throttles per account).
+    sweep_account_concurrency: int = Field(default=2, ge=1, le=64)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -49,8 +59,17 @@ class Settings(BaseModel):
             "page_size": "API_PAGE_SIZE",
             "retention_days": "RETENTION_DAYS",
             "event_bus_name": "EVENT_BUS_NAME",
+            "hub_account_id": "HUB_ACCOUNT_ID",
+            "hub_region": "AWS_REGION",
+            "spoke_external_id": "SPOKE_EXTERNAL_ID",
+            "spoke_role_path": "SPOKE_ROLE_PATH",
+            "spoke_observe_role": "SPOKE_OBSERVE_ROLE",
+            "spoke_start_role": "SPOKE_START_ROLE",
+            "sweep_account_concurrency": "SWEEP_ACCOUNT_CONCURRENCY",
         }
         values = {field: environ[env] for field, env in names.items() if environ.get(env)}
+        if "hub_region" not in values and environ.get("AWS_DEFAULT_REGION"):
+            values["hub_region"] = environ["AWS_DEFAULT_REGION"]
         try:
             return cls.model_validate(values)
         except ValidationError as error:

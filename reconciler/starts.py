@@ -35,11 +35,12 @@ from botocore.exceptions import (
 from schemas.records import WaveRecord, WaveStatus
 from schemas.times import iso_z, normalize_time, parse_time
 
-from .errors import ReconcilerError, VersionConflict, client_error_code
+from .errors import ReconcilerError, TemporaryError, VersionConflict, client_error_code
 from .lifecycle import MAX_START_ATTEMPTS, claim_is_fresh, start_is_deferred
 from .observability import logger, metrics_count
 from .observe import DrsObserver, job_tags
 from .retry import RetryPolicy
+from .spokes import SpokeAccessError
 from .store import WaveStore, wave_from_item, wave_key
 
 THROTTLED = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded"})
@@ -47,6 +48,7 @@ THROTTLED = frozenset({"ThrottlingException", "TooManyRequestsException", "Reque
 PASSING = THROTTLED | {"ServiceQuotaExceededException", "ExpiredTokenException", "ExpiredToken"}
 UNREACHABLE = "DrsUnreachable"
 NO_CREDENTIALS = "CredentialsUnavailable"
+NO_START_ROLE = "StartRoleUnavailable"  # the target account's start role could not be assumed
 
 
 class Answer(enum.StrEnum):
@@ -67,9 +69,21 @@ class StartAnswer:
     def reason(self) -> str:
         return f"{self.code}: {self.message}"
 
+    @property
+    def refusal(self) -> str:
+        """What a wave refused for good says (who refused: DRS, or the target's start role)."""
+        if self.code == NO_START_ROLE:
+            return f"could not start: {self.message}"
+        return f"DRS refused StartRecovery: {self.reason}"
+
 
 def classify_start_failure(error: BaseException) -> StartAnswer:
-    """What an exception from StartRecovery proves (see the module docstring's list)."""
+    """What an exception from StartRecovery proves (see the module docstring's list). A start
+    role that cannot be assumed never reached DRS: nothing started; it passes when STS was only
+    busy, and is refused for good when the spoke refuses the role (AccessDenied, ExternalId)."""
+    if isinstance(error, SpokeAccessError):
+        kind = Answer.DEFERRED if isinstance(error, TemporaryError) else Answer.REFUSED
+        return StartAnswer(kind, code=NO_START_ROLE, message=str(error))
     if isinstance(error, ClientError):
         code = client_error_code(error) or "Error"
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -93,8 +107,8 @@ class Starter:
         self,
         store: WaveStore,
         *,
-        drs_start: Any,
-        observer: DrsObserver,
+        drs_start: Callable[[WaveRecord], Any],
+        observers: Callable[[WaveRecord], DrsObserver],
         clock: Callable[[], datetime],
         policy: RetryPolicy,
         start_grace: timedelta,
@@ -103,7 +117,7 @@ class Starter:
     ) -> None:
         self._store = store
         self._drs_start = drs_start
-        self._observer = observer
+        self._observers = observers
         self._clock = clock
         self._policy = policy
         self._start_grace = start_grace
@@ -131,7 +145,7 @@ class Starter:
         elif current.start_requested_at is not None:
             if claim_is_fresh(current, now_moment, self._start_grace):
                 return current
-            found = self._observer.find_started_job(
+            found = self._observers(current).find_started_job(
                 current.execution_id, current.wave_number, current.start_requested_at
             )
             if found is not None:
@@ -161,7 +175,7 @@ class Starter:
             return self._store.get_wave(wave_key(wave.execution_id, wave.wave_number)) or current
         stored, answer = self.start_claimed(claimed)
         if answer.kind is Answer.REFUSED:
-            return self._fail(claimed, f"DRS refused StartRecovery: {answer.reason}")
+            return self._fail(claimed, answer.refusal)
         return stored
 
     def start_claimed(self, wave: WaveRecord) -> tuple[WaveRecord, StartAnswer]:
@@ -186,13 +200,13 @@ class Starter:
         answer = StartAnswer(Answer.LOST)
         for pause in (*self._policy.start_pauses, None):
             try:
-                job = self._drs_start.start_recovery(
+                job = self._drs_start(wave).start_recovery(
                     sourceServers=[{"sourceServerID": s.source_server_id} for s in wave.servers],
                     isDrill=wave.is_drill,
                     tags=job_tags(wave.execution_id, wave.wave_number),
                 )["job"]
                 return StartAnswer(Answer.STARTED, job=job)
-            except (ClientError, BotoCoreError) as error:
+            except (ClientError, BotoCoreError, SpokeAccessError) as error:
                 answer = classify_start_failure(error)
             if answer.code in THROTTLED and pause is not None:
                 self._sleep(pause)

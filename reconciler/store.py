@@ -218,21 +218,23 @@ class WaveStore:
         item = reply.get("Item")
         return wave_from_item(item) if item else None
 
-    def find_wave_by_job(self, job_id: str) -> WaveKey | None:
-        reply = self._call(
-            "query",
-            {
-                "TableName": self._table,
-                "IndexName": JOB_INDEX,
-                "KeyConditionExpression": "#job = :job",
-                "ExpressionAttributeNames": {"#job": "jobId"},
-                "ExpressionAttributeValues": {":job": {"S": job_id}},
-            },
-        )
-        items = reply.get("Items", [])
-        if not items:
-            return None
-        return WaveKey(items[0]["pk"]["S"], items[0]["sk"]["S"])
+    def find_waves_by_job(self, job_id: str) -> list[WaveKey]:
+        """Every wave whose DRS job has this id: job ids are unique per account and Region only,
+        so waves of several targets may share one (the caller picks by the stored target)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": JOB_INDEX,
+            "KeyConditionExpression": "#job = :job",
+            "ExpressionAttributeNames": {"#job": "jobId"},
+            "ExpressionAttributeValues": {":job": {"S": job_id}},
+        }
+        keys: list[WaveKey] = []
+        while True:
+            page = self._call("query", request)
+            keys.extend(WaveKey(item["pk"]["S"], item["sk"]["S"]) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return keys
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def inflight_waves(self, first_shard: int = 0) -> Iterator[WaveKey]:
         """Every wave with a job that is not terminal, shard by shard from `first_shard`, page by page."""

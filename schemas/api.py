@@ -19,6 +19,9 @@ from pydantic.alias_generators import to_camel
 # Use with `fullmatch`: `$` would also accept a trailing newline.
 EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 SOURCE_SERVER_ID = re.compile(r"s-[0-9a-zA-Z]{17}")
+# A wave's target (docs/multi-account.md): an AWS account id and a Region name.
+ACCOUNT_ID = r"^[0-9]{12}$"
+REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
 # Control characters (C0, DEL, C1) and the explicit bidi embeddings, overrides and isolates,
 # which make a name display as something else.
 _HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -62,6 +65,9 @@ class WavePlan(_ApiModel):
     name: Name
     source_server_ids: list[str] = Field(max_length=1000)
     pause_before_wave: bool = False
+    # Where the wave recovers: another account and/or Region than the hub's (the default).
+    account_id: str | None = Field(default=None, pattern=ACCOUNT_ID)
+    region: str | None = Field(default=None, pattern=REGION, max_length=32)
 
 
 class CreateExecutionRequest(_ApiModel):
@@ -97,6 +103,10 @@ class WaveDocument(_ApiModel):
     start_problem: str | None = None
     start_retry_at: str | None = None
     pause_before_wave: bool = False
+    # The account and Region the wave recovers in; why that account cannot be reached, if so.
+    account_id: str | None = None
+    region: str | None = None
+    access_problem: str | None = None
     servers: list[ServerDocument]
 
 

@@ -13,10 +13,12 @@ import re
 from typing import Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 JOB_ID_PATTERN = r"^drsjob-[0-9a-zA-Z]{17}$"
-SOURCE_SERVER_ARN = re.compile(r"arn:aws[a-z-]*:drs:[a-z0-9-]+:\d{12}:source-server/(s-[0-9a-zA-Z]{17})")
+SOURCE_SERVER_ARN = re.compile(
+    r"arn:aws[a-z-]*:drs:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):source-server/(?P<id>s-[0-9a-zA-Z]{17})"
+)
 
 LAUNCH_RESULT = "DRS Source Server Launch Result"
 
@@ -46,11 +48,24 @@ class LaunchResultEvent(EventBridgeModel):
     detail_type: Literal["DRS Source Server Launch Result"] = Field(alias="detail-type")
     detail: LaunchResultDetail
 
+    @model_validator(mode="after")
+    def _arn_agrees_with_envelope(self) -> LaunchResultEvent:
+        """A source-server ARN names the account and Region of the envelope: a forwarded event
+        keeps both (docs/multi-account.md), so a disagreement is a forged or broken event."""
+        for arn in self.resources:
+            match = SOURCE_SERVER_ARN.fullmatch(arn)
+            if match and (match["account"], match["region"]) != (self.account, self.region):
+                raise ValueError(
+                    f"resources: {arn} is not in the envelope's account {self.account} "
+                    f"and Region {self.region}"
+                )
+        return self
+
     @property
     def source_server_id(self) -> str | None:
         """The one source server the event is about, from its ARN in `resources`."""
         for arn in self.resources:
             match = SOURCE_SERVER_ARN.fullmatch(arn)
             if match:
-                return match.group(1)
+                return match["id"]
         return None

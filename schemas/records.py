@@ -112,6 +112,12 @@ class WaveRecord(_Record):
     name: str
     status: WaveStatus = WaveStatus.PENDING
     is_drill: bool
+    # The wave's target (docs/multi-account.md); None only on waves stored before targets existed
+    # (the hub's own account and Region).
+    account_id: str | None = None
+    region: str | None = None
+    # Why the target's role could not be used at the last look (cleared by the next good look).
+    access_problem: str | None = None
     job_id: str | None = None
     start_requested_at: str | None = None
     # A start DRS refused for a reason that passes (throttling, quota, unreachable): nothing was

@@ -45,6 +45,9 @@ WAVE_KEYS = {
     "pauseBeforeWave",
     "startProblem",
     "startRetryAt",
+    "accountId",
+    "region",
+    "accessProblem",
     "servers",
 }
 SERVER_KEYS = {
@@ -159,6 +162,9 @@ def test_post_valid_plan_answers_202_with_the_execution_document(stack: LocalSta
             assert server["launchStatus"] == "PENDING"
         assert wave["endTime"] is None
         assert wave["error"] is None
+        # a plan that names no target recovers in the hub's own account and Region
+        assert (wave["accountId"], wave["region"]) == ("123456789012", "us-east-1")
+        assert wave["accessProblem"] is None
 
     first, *later = document["waves"]
     assert first["status"] == "LAUNCHING"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from local.stack import LocalStack
 from reconciler.errors import PermanentError, TemporaryError
-from reconciler.runtime import read_store, services
+from reconciler.observe import DrsObserver
+from reconciler.runtime import read_store
 from reconciler.store import INFLIGHT_SHARDS, execution_pk
 from tests.conftest import complete_job, dynamodb_writes, post_plan
 
@@ -13,9 +14,7 @@ from tests.conftest import complete_job, dynamodb_writes, post_plan
 def test_a_permanent_failure_is_acknowledged_without_a_write_or_a_retry(stack: LocalStack, mocker):
     doc = post_plan(stack, [["a"]])
     job, sid = doc["waves"][0]["jobId"], doc["waves"][0]["servers"][0]["sourceServerId"]
-    mocker.patch.object(
-        services().reconciler._observer, "observe", side_effect=PermanentError("AccessDenied")
-    )
+    mocker.patch.object(DrsObserver, "observe", side_effect=PermanentError("AccessDenied"))
     stack.counter.reset()
     result = stack.deliver(job, sid)  # returns: Lambda will not retry it
     assert result["outcome"] == "failed" and "AccessDenied" in result["error"]

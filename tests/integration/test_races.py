@@ -141,7 +141,9 @@ def test_a_slow_handler_cannot_erase_what_a_faster_one_wrote(stack: LocalStack, 
     stack.fake.set_job_status(job, "STARTED")
     stack.launch(job, sids[0])
     runtime = services()
-    stale_observation = runtime.reconciler._observer.observe(job)
+    stored = runtime.store.get_wave(wave_key(doc["executionId"], 1))
+    assert stored is not None
+    stale_observation = runtime.reconciler._observers(stored).observe(job)
 
     def faster_handler() -> None:
         # Meanwhile two more servers launch and a fast handler records them
@@ -153,7 +155,7 @@ def test_a_slow_handler_cannot_erase_what_a_faster_one_wrote(stack: LocalStack, 
     store = store_class(runtime.store._client, stack.table_name)
     slow = Reconciler(
         store,
-        Interleaving(stale_observation, faster_handler),  # type: ignore[arg-type]
+        lambda wave: Interleaving(stale_observation, faster_handler),  # type: ignore[arg-type,return-value]
         lambda: stale_observation.observed_at,
         ec2_grace=timedelta(minutes=15),
         policy=RetryPolicy(conflict_attempts=5),

@@ -16,6 +16,7 @@ from local.drs_fake import DrsApiError
 from local.lambda_events import http_event
 from local.stack import LocalStack
 from reconciler import runtime
+from reconciler.clients import client as aws_client
 from reconciler.errors import TemporaryError
 from reconciler.observe import job_tags
 from reconciler.runtime import services
@@ -89,7 +90,7 @@ def test_a_start_whose_job_id_could_not_be_recorded_is_adopted_by_the_sweep(stac
 
 
 def test_a_read_timeout_on_start_is_not_retried_and_is_resolved_by_the_sweep(stack: LocalStack, mocker):
-    client = services().executions.starter._drs_start
+    client = aws_client("drs", retries=False)  # the start client of the hub's own target
     original = client.start_recovery
 
     def timeout_after_starting(**kwargs: Any) -> Any:
@@ -246,7 +247,7 @@ def test_starting_a_wave_whose_earlier_job_already_finished_adopts_it_instead_of
 def test_when_drs_cannot_be_reached_nothing_started_the_execution_is_accepted_and_deferred(
     stack: LocalStack, mocker
 ):
-    client = services().executions.starter._drs_start
+    client = aws_client("drs", retries=False)  # the start client of the hub's own target
     mocker.patch.object(
         client, "start_recovery", side_effect=EndpointConnectionError(endpoint_url="http://drs")
     )

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from local.stack import LocalStack
 from local.waiting import join_all
 from reconciler import runtime
+from reconciler.clients import client as aws_client
 from reconciler.errors import TemporaryError
 from reconciler.observe import TAG_EXECUTION, TAG_WAVE
 from reconciler.runtime import services
@@ -120,7 +121,7 @@ def quota_held_wave_2(stack: LocalStack, mocker: Any) -> tuple[str, Any, Any]:
     quota: wave 2 deferred. Returns the execution id, the start client and its real method."""
     _, document = post(stack)
     execution_id = str(document["executionId"])
-    client = services().executions.starter._drs_start
+    client = aws_client("drs", retries=False)  # the start client of the hub's own target
     real = client.start_recovery
     mocker.patch.object(client, "start_recovery", side_effect=quota_error())
     finish_wave(stack, execution_id, 1)
@@ -171,7 +172,7 @@ def test_a_first_wave_drs_cannot_reach_is_accepted_deferred_and_started_later(
     timed: LocalStack, clock: MovableClock, mocker
 ) -> None:
     stack = timed
-    client = services().executions.starter._drs_start
+    client = aws_client("drs", retries=False)  # the start client of the hub's own target
     real = client.start_recovery
     mocker.patch.object(
         client, "start_recovery", side_effect=[EndpointConnectionError(endpoint_url="http://drs"), real]
@@ -193,7 +194,7 @@ def test_a_quota_refusal_is_deferred_until_a_job_ends(timed: LocalStack, clock: 
     stack = timed
     _, document = post(stack)
     execution_id = document["executionId"]
-    client = services().executions.starter._drs_start
+    client = aws_client("drs", retries=False)  # the start client of the hub's own target
     real = client.start_recovery
     mocker.patch.object(client, "start_recovery", side_effect=quota_error())
     finish_wave(stack, execution_id, 1)
@@ -217,7 +218,7 @@ def test_trouble_that_outlasts_the_retry_window_fails_the_wave_saying_why(
     stack = timed
     _, document = post(stack)
     execution_id = document["executionId"]
-    client = services().executions.starter._drs_start
+    client = aws_client("drs", retries=False)  # the start client of the hub's own target
     mocker.patch.object(client, "start_recovery", side_effect=quota_error())
     finish_wave(stack, execution_id, 1)
     window = services().settings.start_retry_window_seconds

@@ -236,7 +236,7 @@ def test_an_execution_is_one_partition_of_typed_items_with_our_keys(store: WaveS
 def test_an_execution_that_does_not_exist_reads_as_none(store: WaveStore):
     assert store.get_execution("missing") is None
     assert store.get_wave(wave_key("missing", 1)) is None
-    assert store.find_wave_by_job("drsjob-missing") is None
+    assert store.find_waves_by_job("drsjob-missing") == []
 
 
 def test_waves_read_back_in_wave_order_across_pages(client: Any):
@@ -253,7 +253,7 @@ def test_waves_read_back_in_wave_order_across_pages(client: Any):
 def test_answers_without_items_read_as_nothing():
     reader = WaveStore(Recording(), TABLE)  # every answer is {}
     assert reader.get_execution("e1") is None
-    assert reader.find_wave_by_job("drsjob-1") is None
+    assert reader.find_waves_by_job("drsjob-1") == []
     assert list(reader.inflight_waves()) == []
 
 
@@ -734,8 +734,8 @@ def test_a_wave_is_found_by_its_job(store: WaveStore):
     store.write_wave(
         stored[1].model_copy(update={"job_id": "drsjob-2", "status": WaveStatus.LAUNCHING}), updated_at=LATER
     )
-    assert store.find_wave_by_job("drsjob-2") == wave_key("e1", 2)
-    assert store.find_wave_by_job("drsjob-1") is None
+    assert store.find_waves_by_job("drsjob-2") == [wave_key("e1", 2)]
+    assert store.find_waves_by_job("drsjob-1") == []
 
 
 def test_the_worklist_holds_what_is_under_way_in_every_shard(client: Any):

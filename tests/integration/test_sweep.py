@@ -14,7 +14,7 @@ WAVES = EXECUTIONS * PER_EXECUTION  # 506
 
 
 def test_one_sweep_reconciles_more_than_500_in_flight_waves_with_bounded_concurrency():
-    with LocalStack(env={"SWEEP_CONCURRENCY": "4"}) as stack:
+    with LocalStack(env={"SWEEP_CONCURRENCY": "4", "SWEEP_ACCOUNT_CONCURRENCY": "4"}) as stack:
         runtime = services()
         # Given 506 in-flight waves (11 executions x 46 waves), each with a DRS job that has
         # finished (its server failed, so no EC2 instance is needed)
@@ -59,13 +59,13 @@ def test_one_sweep_reconciles_more_than_500_in_flight_waves_with_bounded_concurr
         lock = threading.Lock()
         original = runtime.reconciler.reconcile_wave
 
-        def counting(key):  # type: ignore[no-untyped-def]
+        def counting(key, stored=None):  # type: ignore[no-untyped-def]
             nonlocal active, peak
             with lock:
                 active += 1
                 peak = max(peak, active)
             try:
-                return original(key)
+                return original(key, stored)
             finally:
                 with lock:
                     active -= 1

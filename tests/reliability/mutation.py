@@ -87,7 +87,7 @@ KILLED = {"killed", "caught by type check"}
 #   only str, int, bool, str-enums and tuples, which TypeSerializer and the size estimate (JSON)
 #   treat alike in both modes.
 # - store.py create_execution: `put["ExpressionAttributeValues"] = values`: never reached (the
-#   guard for a new item has no values); write_expiry's `()` -> None and find_wave_by_job's
+#   guard for a new item has no values); write_expiry's `()` -> None and find_waves_by_job's
 #   `.get("Items", [])` -> None: both falsy where they are tested.
 # - core.py _finish_server `// 60` -> `/ 60` under int(); _merge_server `ec2 = None` -> `""` (both
 #   falsy); next_state returning `desired` when it equals `stored` (callers compare with ==);

@@ -99,7 +99,9 @@ class Race:
     def slow_handler(self, execution_id: str, number: int, job: str, sids: list[str]) -> None:
         """Deterministic: a handler observes server 0, a faster one writes server 1 meanwhile."""
         self.stack.launch(job, sids[0])
-        stale = services().reconciler._observer.observe(job)
+        stored = services().store.get_wave(wave_key(execution_id, number))
+        assert stored is not None
+        stale = services().reconciler._observers(stored).observe(job)
 
         def faster() -> None:
             self.stack.launch(job, sids[1])
@@ -107,7 +109,7 @@ class Race:
 
         slow = Reconciler(
             services().store,
-            Interleaving(stale, faster),  # type: ignore[arg-type]
+            lambda wave: Interleaving(stale, faster),  # type: ignore[arg-type,return-value]
             lambda: stale.observed_at,
             ec2_grace=timedelta(minutes=15),
             policy=RetryPolicy(conflict_attempts=5),

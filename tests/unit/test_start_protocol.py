@@ -184,8 +184,8 @@ class World:
     def starter(self, drs: ScriptedDrs, store: Any = None) -> Starter:
         return Starter(
             store or self.store,  # type: ignore[arg-type]
-            drs_start=drs,
-            observer=self.observer,  # type: ignore[arg-type]
+            drs_start=lambda wave: drs,
+            observers=lambda wave: self.observer,  # type: ignore[arg-type,return-value]
             clock=self.clock,
             policy=RetryPolicy(),
             start_grace=GRACE,
