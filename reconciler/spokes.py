@@ -134,7 +134,7 @@ class SpokeCredentials:
         self._roles = roles
         self._sts = sts
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._sessions: dict[tuple[str, AccessLevel], botocore.session.Session] = {}
         self._clients: dict[tuple[str, str, AccessLevel, str, bool], Any] = {}
 
@@ -151,19 +151,21 @@ class SpokeCredentials:
             return found
 
     def _session(self, account_id: str, level: AccessLevel) -> botocore.session.Session:
-        session = self._sessions.get((account_id, level))
-        if session is None:
-            credentials = DeferredRefreshableCredentials(
-                refresh_using=lambda: self._assume(account_id, level),
-                method=_Assumed.METHOD,
-                time_fetcher=self._clock,
-            )
-            base = default_session()._session
-            session = botocore.session.Session(
-                event_hooks=base.get_component("event_emitter"), include_builtin_handlers=False
-            )
-            session.register_component("credential_provider", CredentialResolver([_Assumed(credentials)]))
-            self._sessions[(account_id, level)] = session
+        with self._lock:
+            return self._sessions.get((account_id, level)) or self._new_session(account_id, level)
+
+    def _new_session(self, account_id: str, level: AccessLevel) -> botocore.session.Session:
+        credentials = DeferredRefreshableCredentials(
+            refresh_using=lambda: self._assume(account_id, level),
+            method=_Assumed.METHOD,
+            time_fetcher=self._clock,
+        )
+        base = default_session()._session
+        session = botocore.session.Session(
+            event_hooks=base.get_component("event_emitter"), include_builtin_handlers=False
+        )
+        session.register_component("credential_provider", CredentialResolver([_Assumed(credentials)]))
+        self._sessions[(account_id, level)] = session
         return session
 
     def _assume(self, account_id: str, level: AccessLevel) -> dict[str, str]:

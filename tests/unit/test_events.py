@@ -286,3 +286,28 @@ def test_any_json_detail_parses_or_raises_only_validation_error(detail: Any) -> 
     assert JOB_ID.fullmatch(parsed.detail.job_id)
     assert isinstance(parsed.detail.is_drill, bool)
     assert isinstance(parsed.detail.state, str) and 1 <= len(parsed.detail.state) <= 64
+
+
+# -- many accounts (docs/multi-account.md) -----------------------------------------------------
+
+
+def test_a_forwarded_event_keeps_its_account_and_region_and_names_its_server() -> None:
+    event = sample()
+    event["account"], event["region"] = "333333333333", "eu-west-1"
+    sid = "s-0123456789abcdefA"
+    event["resources"] = [f"arn:aws:drs:eu-west-1:333333333333:source-server/{sid}"]
+    parsed = parse(event=event, model=LaunchResultEvent)
+    assert (parsed.account, parsed.region, parsed.source_server_id) == ("333333333333", "eu-west-1", sid)
+
+
+@pytest.mark.parametrize(
+    ("account", "region"),
+    [("222222222222", "us-east-1"), ("123456789012", "eu-west-1")],
+    ids=["another-account", "another-region"],
+)
+def test_a_source_server_arn_that_disagrees_with_the_envelope_is_rejected(account: str, region: str) -> None:
+    event = sample()
+    event["account"], event["region"] = "123456789012", "us-east-1"
+    event["resources"] = [f"arn:aws:drs:{region}:{account}:source-server/s-0123456789abcdefA"]
+    with pytest.raises(ValidationError, match="not in the envelope's account"):
+        parse(event=event, model=LaunchResultEvent)

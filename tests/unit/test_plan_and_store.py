@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from reconciler.errors import PermanentError, TemporaryError, VersionConflict
-from reconciler.plans import PlanInvalid, parse_plan
+from reconciler.plans import PlanInvalid, parse_plan, plan_problems
 from reconciler.store import TooLarge, WaveStore
 from schemas.records import ExecutionRecord, ServerRecord, WaveRecord
 
@@ -90,3 +90,33 @@ def test_an_item_over_the_guard_is_refused_before_any_request():
     with pytest.raises(TooLarge) as raised:
         store.create_execution(execution, waves)
     assert isinstance(raised.value, PermanentError)
+
+
+def plan(*waves: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "n", "isDrill": True, "waves": [{"name": f"w{i}", **w} for i, w in enumerate(waves)]}
+
+
+def test_a_wave_may_name_its_account_and_region():
+    request = parse_plan(
+        plan({"sourceServerIds": [GOOD], "accountId": "222222222222", "region": "eu-west-1"}), 100
+    )
+    assert (request.waves[0].account_id, request.waves[0].region) == ("222222222222", "eu-west-1")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("accountId", "2222"), ("accountId", 222222222222), ("region", "EU-WEST-1"), ("region", "mars")],
+)
+def test_a_malformed_target_is_a_listed_problem(field: str, value: Any):
+    with pytest.raises(PlanInvalid) as raised:
+        parse_plan(plan({"sourceServerIds": [GOOD], field: value}), 100)
+    assert any(field in problem for problem in raised.value.problems), raised.value.problems
+
+
+def test_one_server_id_in_two_accounts_is_two_servers_but_twice_in_one_account_is_refused():
+    two_accounts = plan({"sourceServerIds": [GOOD]}, {"sourceServerIds": [GOOD], "accountId": "222222222222"})
+    assert plan_problems(parse_plan(two_accounts, 100), 100, ("123456789012", "us-east-1")) == []
+    # the hub's account named explicitly is still the hub's: the same server twice
+    same = plan({"sourceServerIds": [GOOD]}, {"sourceServerIds": [GOOD], "accountId": "123456789012"})
+    problems = plan_problems(parse_plan(same, 100), 100, ("123456789012", "us-east-1"))
+    assert problems == [f"waves[1] ('w1'): {GOOD} is also in wave 1"]
