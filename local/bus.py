@@ -45,6 +45,20 @@ SCHEDULED_EVENT = {
 }
 
 
+def put_event(events: Any, event: dict[str, Any]) -> None:
+    """PutEvents one event (in AWS's envelope shape) on the default bus of an EventBridge client's
+    account and Region (a spoke's DRS events go on the spoke's own bus)."""
+    entry = {
+        "Source": event["source"],
+        "DetailType": event["detail-type"],
+        "Detail": json.dumps(event.get("detail", {})),
+        "Resources": list(event.get("resources", [])),
+    }
+    answer = events.put_events(Entries=[entry])
+    if answer.get("FailedEntryCount"):
+        raise RuntimeError(f"PutEvents refused the event: {answer['Entries']}")
+
+
 class HttpRuntime(Protocol):
     """Where the HTTP functions run (`local.http_workers.HttpWorkers`)."""
 
@@ -130,15 +144,7 @@ class LocalEventBus:
 
     def put(self, event: dict[str, Any]) -> None:
         """PutEvents one event (in AWS's envelope shape) on the default bus."""
-        entry = {
-            "Source": event["source"],
-            "DetailType": event["detail-type"],
-            "Detail": json.dumps(event.get("detail", {})),
-            "Resources": list(event.get("resources", [])),
-        }
-        answer = self.events.put_events(Entries=[entry])
-        if answer.get("FailedEntryCount"):
-            raise RuntimeError(f"PutEvents refused the event: {answer['Entries']}")
+        put_event(self.events, event)
 
     def _route(self) -> None:
         while not self._stop.is_set():

@@ -244,6 +244,7 @@ def success_status(operation_name: str) -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: DrsFake
+    route: Callable[[str | None], DrsFake] | None
     errors: list[BaseException]
 
 
@@ -263,10 +264,13 @@ class _Handler(BaseHTTPRequestHandler):
             name = api_name(operation) if operation else ""
             if name not in OPERATIONS:
                 raise DrsApiError("UnknownOperationException", 404, f"Unknown operation {operation!r}")
-            delay = server.fake.latency(name)
+            fake = (
+                server.route(self.headers.get("Authorization")) if server.route is not None else server.fake
+            )
+            delay = fake.latency(name)
             if delay:
                 time.sleep(delay)
-            body = server.fake.dispatch(name, params)
+            body = fake.dispatch(name, params)
         except json.JSONDecodeError as error:
             self._error(DrsApiError("ValidationException", 400, f"Could not parse the request body: {error}"))
         except DrsApiError as error:
@@ -301,12 +305,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class DrsFakeServer:
-    """Serves a DrsFake on http://127.0.0.1:PORT from a daemon thread; starts at once."""
+    """Serves a DrsFake on http://127.0.0.1:PORT from a daemon thread; starts at once.
 
-    def __init__(self, fake: DrsFake | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    With `route`, each request is answered by the fake `route(its Authorization header)` picks (DRS per
+    account and Region, `local.accounts.DrsTargets.for_request`; it may raise DrsApiError);
+    `fake` is then the default one (the hub's)."""
+
+    def __init__(
+        self,
+        fake: DrsFake | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        route: Callable[[str | None], DrsFake] | None = None,
+    ) -> None:
         self.fake = fake if fake is not None else DrsFake()
         self._httpd = _Server((host, port), _Handler)
         self._httpd.fake = self.fake
+        self._httpd.route = route
         self._httpd.errors = []
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="drs-fake", daemon=True

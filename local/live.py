@@ -12,6 +12,15 @@ arms what the demo's `--faults` adds to the simulator's and the embedded AWS's f
 checked on every call a function makes (`iam=True`, the default): a call its role in
 serverless.yml does not allow is refused as AWS would, and counted as `access_denied`.
 
+Accounts (docs/multi-account.md, local/accounts.py): the hub 123456789012 in us-east-1 and the
+`spokes` targets (default: 222222222222 in us-east-1, 333333333333 in eu-west-1), each with its own
+DRS simulator (`sims`; `sim` is the hub's), chosen per request from its credentials. A spoke's
+simulator launches its instances in its account and Region of the moto server and puts its events
+on that account's default bus in its Region, whose deploy/spoke-events.yml rule forwards them to
+the hub's bus (moto patched to keep their account, Region and resources: local/moto_events.py);
+`drop_events_of` loses all of one target's. deploy/spoke-roles.yml's roles exist in every spoke
+account, and the STS layer (`sts`, local/sts.py) wants the stack's `external_id`.
+
 The HTTP functions run as Lambda runs them, in worker processes (`local.http_workers`: up to
 `http_workers` at once per function, one invocation each), so requests are answered concurrently
 and none can see another's; the fault layer armed here (`stack.cloud`) decides and counts their
@@ -23,18 +32,40 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import select
+import threading
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
+from functools import partial
 from http.client import HTTPConnection
 from types import TracebackType
 from typing import Any
 
 import boto3
 
+from local import moto_events
+from local.accounts import (
+    FORWARD_RULE,
+    HUB_ACCOUNT,
+    HUB_REGION,
+    SPOKE_EVENTS,
+    ControlClients,
+    DrsTargets,
+    Intrinsics,
+    Target,
+    create_spoke_roles,
+    put_role,
+    spoke_accounts,
+    spoke_events_template,
+    spoke_targets,
+    target_seed,
+)
 from local.aws_server import AwsFaults, MotoServer
-from local.bus import LocalEventBus, current_function
+from local.bus import LocalEventBus, current_function, put_event
 from local.drs_fake import DrsFakeServer
 from local.drs_sim import EC2_LATENCY, DrsSimulator, SimConfig
 from local.faults import CloudFaults
@@ -42,10 +73,14 @@ from local.http_api import LocalHttpApi
 from local.http_workers import HttpWorkers, refuse_while_bootstrapping
 from local.iam import RolePolicies
 from local.serverless import table_properties
+from local.stack import role_policies, spoke_environment
+from local.sts import SpokeSts
 from reconciler import runtime
 from reconciler.observability import logger
 
-REGION = "us-east-1"
+REGION = HUB_REGION
+# deploy/spoke-events.yml's pattern, the one the doc names (until the template exists)
+FORWARDED_EVENTS = {"source": ["aws.drs"], "detail-type": ["DRS Source Server Launch Result"]}
 AMI = "ami-12c6146b"
 TERMINAL_EXECUTION = frozenset({"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"})
 log = logging.getLogger("local-live")
@@ -85,6 +120,8 @@ class LiveStack:
         iam: bool = True,
         http_workers: int = 4,
         http_prewarm: int = 1,
+        spokes: Iterable[tuple[str, str]] | None = None,
+        shared_ids: bool = False,
     ) -> None:
         self.concurrency = concurrency  # concurrent invocations of the bus (Lambda concurrency)
         self.http_workers = http_workers  # worker processes per HTTP function, at most (its concurrency)
@@ -103,8 +140,23 @@ class LiveStack:
             seed=self.config.seed,
         )
         self._policies: RolePolicies | None = None
-        self.cloud = CloudFaults(seed=self.config.seed, iam=self._denied, current_function=current_function)
+        self.hub: Target = (HUB_ACCOUNT, HUB_REGION)
+        self.spokes = spoke_targets(spokes)
+        self.shared_ids = shared_ids
+        self.external_id = secrets.token_hex(16)
+        self.sts = SpokeSts(spoke_accounts(self.spokes), self.external_id)
+        self.cloud = CloudFaults(
+            seed=self.config.seed,
+            iam=self._denied,
+            current_function=current_function,
+            account=HUB_ACCOUNT,
+            region=HUB_REGION,
+            sts=self.sts,
+        )
         self.cloud.enforce_iam = iam
+        self.sims: dict[Target, DrsSimulator] = {}
+        self._dropping: set[Target] = set()
+        self._drop_lock = threading.Lock()
         self._saved: dict[str, str | None] = {}
         self._saved_session: boto3.session.Session | None = None
 
@@ -112,6 +164,7 @@ class LiveStack:
 
     def __enter__(self) -> LiveStack:
         refuse_while_bootstrapping()  # a script's unguarded stack, re-run by a worker's spawn
+        moto_events.install()  # events keep their account; forwarding keeps account and Region
         self.moto = MotoServer(self.faults)
         session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
@@ -129,14 +182,25 @@ class LiveStack:
             table_name=self.table_name,
             http=self.workers,
         )
-        self.sim = DrsSimulator(
-            self.config,
-            launch_ec2=self._launch_instance,
-            publish=self.bus.put,
-            hide_ec2=self.faults.hide,
-            instance_type=self._instance_type,
-        )
-        self.drs_server = DrsFakeServer(self.sim)
+        self.control = ControlClients(endpoint_url=self.moto.endpoint_url)
+        for target in (self.hub, *self.spokes):
+            config = replace(
+                self.config, seed=target_seed(self.config.seed, target, shared_ids=self.shared_ids)
+            )
+            self.sims[target] = DrsSimulator(
+                config,
+                launch_ec2=partial(self._launch_instance, target),
+                publish=partial(self._publish, target),
+                hide_ec2=self.faults.hide,
+                instance_type=self._instance_type,
+                account=target[0],
+                region=target[1],
+            )
+        self.sim = self.sims[self.hub]
+        self.drs_targets = DrsTargets(self.sim, hub_target=self.hub)
+        for target in self.spokes:
+            self.drs_targets.add(target, self.sims[target])
+        self.drs_server = DrsFakeServer(self.sim, route=self.drs_targets.for_request)
         self._set_env(
             {
                 "AWS_ACCESS_KEY_ID": "testing",
@@ -151,6 +215,7 @@ class LiveStack:
                 "POWERTOOLS_METRICS_NAMESPACE": "DrsReconciler",
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
+                **spoke_environment(self.external_id),
             }
         )
         logger.setLevel(self.log_level)
@@ -164,16 +229,19 @@ class LiveStack:
         self.cloud.install(boto3.DEFAULT_SESSION.events)
         runtime.reset()
         self.dynamodb.create_table(TableName=self.table_name, **table_properties())
+        self._wire_spokes()
         self.bus.start()
         self.workers.start(os.environ)  # the environment as set above; workers boot meanwhile
         self.api = LocalHttpApi(self.bus.invoke, port=self.api_port)
-        self.sim.start()
+        for sim in self.sims.values():
+            sim.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.sim.stop()
+        for sim in self.sims.values():
+            sim.stop()
         self.api.stop()
         self.workers.stop()
         self.bus.stop()
@@ -188,10 +256,99 @@ class LiveStack:
         runtime.reset()
 
     def _denied(self, function: str, service_operation: str, params: dict[str, Any]) -> list[str]:
-        """The IAM actions `function`'s role (serverless.yml) lacks for this call."""
+        """The IAM actions `function`'s role (serverless.yml) lacks for this call ("spoke:observe"
+        and "spoke:start": the spoke roles of deploy/spoke-roles.yml)."""
         if self._policies is None:
-            self._policies = RolePolicies.from_serverless()
+            self._policies = role_policies(self.external_id)
         return self._policies.denied(function, service_operation, params)
+
+    # ---------------------------------------------------------------- accounts
+
+    def _wire_spokes(self) -> None:
+        """Every spoke account's roles (deploy/spoke-roles.yml) in moto's IAM; the hub bus's policy
+        letting the spoke accounts put events on it (serverless.yml's HubBusPolicy with
+        spokeAccountIds); in every spoke target, deploy/spoke-events.yml's forwarding rule from its
+        default bus to the hub's."""
+        if not self.spokes:
+            return
+        for account in spoke_accounts(self.spokes):
+            create_spoke_roles(
+                self.control.client("iam", account, HUB_REGION), account, external_id=self.external_id
+            )
+            self.bus.events.put_permission(
+                EventBusName="default",
+                Action="events:PutEvents",
+                Principal=account,
+                StatementId=f"spoke-{account}",
+            )
+        for account, region in self.spokes:
+            self._forwarding_rule(account, region)
+
+    def _forwarding_rule(self, account: str, region: str) -> None:
+        hub_bus = f"arn:aws:events:{HUB_REGION}:{HUB_ACCOUNT}:event-bus/default"
+        events = self.control.client("events", account, region)
+        if not SPOKE_EVENTS.is_file():
+            events.put_rule(Name=FORWARD_RULE, EventPattern=json.dumps(FORWARDED_EVENTS), State="ENABLED")
+            events.put_targets(Rule=FORWARD_RULE, Targets=[{"Id": "hub-bus", "Arn": hub_bus}])
+            return
+        template = spoke_events_template()
+        iam = self.control.client("iam", account, HUB_REGION)
+        role = f"drs-reconciler-forward-{region}"  # CloudFormation names it per stack (Region)
+        names: dict[str, str] = {}
+        resolver = Intrinsics(
+            template,
+            account=account,
+            region=region,
+            parameters={"HubAccountId": HUB_ACCOUNT, "HubRegion": HUB_REGION},
+        )
+        for logical, resource in template["Resources"].items():
+            if resource["Type"] == "AWS::IAM::Role":
+                properties = resolver.resolve(resource["Properties"])
+                names[logical] = put_role(iam, f"{role}-{logical}", properties)
+        resolver.names.update(names)
+        rule = resolver.resolve(template["Resources"][FORWARD_RULE]["Properties"])
+        events.put_rule(
+            Name=FORWARD_RULE,
+            EventBusName=rule.get("EventBusName", "default"),
+            EventPattern=json.dumps(rule["EventPattern"]),
+            State=rule.get("State", "ENABLED"),
+        )
+        targets = rule["Targets"]
+        if [target["Arn"] for target in targets] != [hub_bus]:
+            raise ValueError(f"{SPOKE_EVENTS.name}'s rule targets {targets}, not the hub's bus {hub_bus}")
+        events.put_targets(
+            Rule=FORWARD_RULE, EventBusName=rule.get("EventBusName", "default"), Targets=targets
+        )
+
+    def drs_for(self, account: str | None = None, region: str | None = None) -> DrsSimulator:
+        """The DRS simulator of a target (the hub's by default; a spoke account's first Region)."""
+        if account is None or account == HUB_ACCOUNT:
+            return self.sims[(HUB_ACCOUNT, region or HUB_REGION)]
+        region = region or next((r for a, r in self.spokes if a == account), "")
+        return self.sims[(account, region)]
+
+    def drop_events_of(self, account: str, region: str | None = None, *, drop: bool = True) -> None:
+        """Lose every Launch Result event of a target from now on (counted by its simulator as
+        `event_dropped`), or deliver them again (`drop=False`)."""
+        target = (account, self.drs_for(account, region).region)
+        with self._drop_lock:
+            if drop:
+                self._dropping.add(target)
+            else:
+                self._dropping.discard(target)
+
+    def _publish(self, target: Target, event: dict[str, Any]) -> None:
+        """A simulator's event on its own account's default bus in its Region (the hub's: the
+        hub bus itself; a spoke's reaches it through the spoke's forwarding rule)."""
+        with self._drop_lock:
+            dropping = target in self._dropping
+        if dropping:
+            self.sims[target].faults["event_dropped"] += 1
+            return
+        if target == self.hub:
+            self.bus.put(event)
+        else:
+            put_event(self.control.client("events", *target), event)
 
     # ---------------------------------------------------------------- the cloud's faults
 
@@ -241,8 +398,10 @@ class LiveStack:
     def _instance_type(self, hostname: str) -> str:
         return self.instance_types.get(hostname.split("-", maxsplit=1)[0], "m5.large")
 
-    def _launch_instance(self, instance_type: str) -> tuple[str, str | None]:
-        reply = self.ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType=instance_type)
+    def _launch_instance(self, target: Target, instance_type: str) -> tuple[str, str | None]:
+        """An EC2 instance in the target's account and Region (of the moto server)."""
+        ec2 = self.ec2 if target == self.hub else self.control.client("ec2", *target)
+        reply = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType=instance_type)
         instance = reply["Instances"][0]
         return str(instance["InstanceId"]), instance.get("PrivateIpAddress")
 
@@ -306,4 +465,7 @@ class LiveStack:
         cloud: Counter[str] = Counter()
         for (kind, operation), count in dict(self.cloud.fired_by_operation).items():
             cloud[cloud_fault_key(kind, operation)] += count
-        return Counter(dict(self.sim.faults)) + Counter(dict(self.faults.injected)) + cloud
+        simulated: Counter[str] = Counter()
+        for sim in self.sims.values():
+            simulated += Counter(dict(sim.faults))
+        return simulated + Counter(dict(self.faults.injected)) + cloud
