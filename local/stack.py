@@ -86,6 +86,9 @@ class CallsByFunction:
     def __init__(self, caller_of: Callable[[str | None], Caller | None] | None = None) -> None:
         self.current = "-"
         self.calls: list[tuple[str, str, dict[str, Any]]] = []  # (function, "service:Operation", params)
+        # (function, spoke principal) -> calls the function made with a spoke role's keys: in
+        # Lambda each function's container assumes the role itself (here they share the keys)
+        self.through_spokes: Counter[tuple[str, str]] = Counter()
         self._caller_of = caller_of
         self._lock = threading.Lock()
 
@@ -110,6 +113,7 @@ class CallsByFunction:
         with self._lock:
             if index < len(self.calls) and self.calls[index] is entry:
                 self.calls[index] = (caller.name, entry[1], entry[2])
+                self.through_spokes[(entry[0], caller.name)] += 1
 
 
 class LocalStack:

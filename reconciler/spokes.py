@@ -38,6 +38,11 @@ from .clients import NO_RETRY_CONFIG, RETRY_CONFIG
 from .errors import PermanentError, ReconcilerError, TemporaryError, client_error_code, is_temporary
 from .observability import logger, metrics_count
 
+# Answers to a call made with a spoke's role that say the role may not (any more): its policy
+# lacks the action, or its sessions were revoked (AWS's "revoke active sessions").
+DENIED_CODES = frozenset(
+    {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation", "UnrecognizedClientException"}
+)
 SESSION_SECONDS = 3600  # role chaining (a Lambda's role assuming another) allows at most an hour
 
 
@@ -150,6 +155,17 @@ class SpokeCredentials:
                 self._clients[key] = found
             return found
 
+    def forget(self, account_id: str, level: AccessLevel) -> None:
+        """Drop an account's session at a level and its clients: the next call assumes the role
+        again (a revoked session is replaced; a revoked role is then refused by STS)."""
+        with self._lock:
+            self._sessions.pop((account_id, level), None)
+            for key in [k for k in self._clients if k[0] == account_id and k[2] is level]:
+                del self._clients[key]
+
+    def role_arn(self, account_id: str, level: AccessLevel) -> str:
+        return self._roles.arn(account_id, level)
+
     def _session(self, account_id: str, level: AccessLevel) -> botocore.session.Session:
         with self._lock:
             return self._sessions.get((account_id, level)) or self._new_session(account_id, level)
@@ -255,6 +271,19 @@ class TargetClients:
             return self._hub_client(service, retries=retries, region=target.region)
         return self._spokes.client(service, target, level, retries=retries)
 
+    def denied(self, target: Target, level: AccessLevel, error: ReconcilerError) -> ReconcilerError:
+        """What an error of a call at a spoke means: a refusal of the role (its policy, or its
+        sessions revoked) is that account's access problem, and its session is dropped so the
+        next look assumes the role again; any other error is itself."""
+        cause = error.__cause__
+        code = client_error_code(cause) if cause is not None else None
+        if self.is_hub(target) or code not in DENIED_CODES:
+            return error
+        self._spokes.forget(target.account_id, level)
+        return SpokeRefused(
+            target.account_id, self._spokes.role_arn(target.account_id, level), code, str(cause)
+        )
+
 
 class WaveClients:
     """What the lifecycle needs of a wave's target: an observer (observe level) and the
@@ -268,15 +297,42 @@ class WaveClients:
 
     def observer(self, wave: WaveRecord) -> Any:
         target = self.targets.target_of(wave)
-        with self._lock:
-            found = self._observers.get(target)
-            if found is None:
-                found = self._observer_of(
-                    self.targets.client("drs", target, AccessLevel.OBSERVE),
-                    self.targets.client("ec2", target, AccessLevel.OBSERVE),
-                )
-                self._observers[target] = found
-            return found
+        if self.targets.is_hub(target):
+            with self._lock:
+                found = self._observers.get(target)
+                if found is None:
+                    found = self._observers[target] = self._observer_at(target)
+                return found
+        return _SpokeObserver(self, target)
+
+    def _observer_at(self, target: Target) -> Any:
+        return self._observer_of(
+            self.targets.client("drs", target, AccessLevel.OBSERVE),
+            self.targets.client("ec2", target, AccessLevel.OBSERVE),
+        )
 
     def drs_start(self, wave: WaveRecord) -> Any:
         return self.targets.client("drs", self.targets.target_of(wave), AccessLevel.START, retries=False)
+
+
+class _SpokeObserver:
+    """A spoke target's observer: built on the account's current observe session at each look (a
+    dropped session is replaced), and a refusal of the role is that account's access problem."""
+
+    def __init__(self, clients: WaveClients, target: Target) -> None:
+        self._clients = clients
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        look = getattr(self._clients._observer_at(self._target), name)
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return look(*args, **kwargs)
+            except ReconcilerError as error:
+                translated = self._clients.targets.denied(self._target, AccessLevel.OBSERVE, error)
+                if translated is error:
+                    raise
+                raise translated from error
+
+        return guarded

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -36,6 +36,7 @@ from reconciler import runtime
 from reconciler.lifecycle import EVENT_SOURCE, EXECUTION_COMPLETED, WAVE_COMPLETED
 from tests.conftest import complete_job, lose_the_answer, post_plan
 from tests.deploy.conftest import Template, stage_params
+from tests.deploy.test_spoke_policies import Clock, run_across_accounts
 
 # What tracing (X-Ray) and CloudWatch Logs need in every role (osls and active tracing).
 PLATFORM = {
@@ -72,16 +73,6 @@ VIA_DRS = (
 )
 # IAM's limit on the inline policies of one role, whitespace excluded.
 INLINE_POLICY_LIMIT = 10_240
-
-
-class Clock:
-    """One clock for the functions and the DRS fake, moved by the scenario (claims go stale)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
 
 
 def run_every_path(stack: LocalStack, clock: Clock) -> None:
@@ -164,9 +155,15 @@ def calls() -> Iterator[dict[str, list[tuple[str, dict[str, Any]]]]]:
         patch.setattr(runtime, "CLOCK", clock)
         runtime.reset()
         run_every_path(stack, clock)
+        # and the same across accounts: the functions assume the spokes' roles (sts:AssumeRole)
+        run_across_accounts(stack, clock)
         by_function: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         for function, operation, params in stack.calls_by_function.calls:
             by_function[function].append((operation, params))
+        # A function that called with a spoke role's keys assumed that role in its own container
+        # (here the functions share one process, so only the first one asked STS).
+        for function, _principal in stack.calls_by_function.through_spokes:
+            by_function[function].append(("sts:AssumeRole", {}))
     yield by_function
 
 
