@@ -18,6 +18,10 @@ checked on the stored items and on what the read API returns, and no wave may ev
 than one DRS job tagged for it (exactly-once start); when the run ends, deliveries stop, every
 fault is disarmed, time passes beyond the claim grace and any deferred start's retry time, one
 sweep runs, and the store must equal DRS/EC2 truth (I6).
+Every run spans three accounts (docs/multi-account.md): each wave recovers in the hub, in a spoke
+of the hub's Region or in a spoke of another Region, through the spokes' roles (an STS layer and
+IAM guard them), and the accounts' DRS fakes are seeded alike, so job ids repeat across accounts
+and every event must be routed by (account, Region, job id).
 A failure shrinks to a short program of steps. DRS truth lives in the DRS fake (the simulator's
 API core); the rules move it by hand instead of by the simulator's clock, so Hypothesis chooses,
 replays and shrinks every transition. Profiles: `quick` (default, a few hundred runs) and `long`
@@ -147,6 +151,7 @@ SWEEP_FAULTS = ("none", "crash after write", *THROTTLES, "cloud", "cloud")
 POLL_FAULTS = ("none", "none", "none", "Query throttled")
 # Normal behaviour, not faults: DRS completes a job a little after its last server with no event
 # of its own, and Lambda retries an invocation that failed (the failure is the fault, counted).
+Target = tuple[str, str]  # (account, Region)
 SCENARIO_EVENTS = frozenset({"job_completed_silently", "event_redelivered"})
 
 
@@ -214,20 +219,28 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     @initialize(
         waves=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=3),
+        where=st.lists(st.integers(min_value=0, max_value=2), min_size=3, max_size=3),
         fault=st.sampled_from(POST_FAULTS),
         times=CLOUD_TIMES,
     )
-    def start_execution(self, waves: list[int], fault: str, times: int) -> None:
+    def start_execution(self, waves: list[int], where: list[int], fault: str, times: int) -> None:
         """POST the plan, its create transaction or wave 1's StartRecovery maybe meeting a fault:
         202 (wave 1 started, its answer lost, or its start deferred), or 503 for a create that
-        wrote nothing, which the operator retries."""
+        wrote nothing, which the operator retries. Each wave recovers in one of the three
+        accounts (`where`: the hub, a spoke in its Region, a spoke in another Region)."""
+        targets = self.world.targets()
         plan = {
             "name": "reliability drill",
             "isDrill": True,
             "waves": [
                 {
                     "name": f"wave {n + 1}",
-                    "sourceServerIds": self.stack.add_servers([f"w{n + 1}-{i}" for i in range(size)]),
+                    "sourceServerIds": self.stack.add_servers(
+                        [f"w{n + 1}-{i}" for i in range(size)],
+                        account=targets[where[n]][0],
+                        region=targets[where[n]][1],
+                    ),
+                    **self._target_fields(targets[where[n]]),
                 }
                 for n, size in enumerate(waves)
             ],
@@ -249,24 +262,32 @@ class ReconcilerMachine(RuleBasedStateMachine):
         assert status == 202, document
         self.execution_id = document["executionId"]
 
+    def _target_fields(self, target: tuple[str, str]) -> dict[str, str]:
+        return {} if target == self.stack.hub else {"accountId": target[0], "region": target[1]}
+
     # ------------------------------------------------------------------ DRS truth
 
-    def _jobs(self) -> list[dict[str, Any]]:
-        return [self.stack.fake.get_job(job_id) for job_id in sorted(self.stack.fake._jobs)]
-
-    def _movable_servers(self) -> list[tuple[str, str]]:
+    def _jobs(self) -> list[tuple[Target, dict[str, Any]]]:
+        """Every account's jobs (their ids repeat across accounts: the fakes are seeded alike)."""
         return [
-            (job["jobID"], server["sourceServerID"])
-            for job in self._jobs()
+            (target, fake.get_job(job_id))
+            for target, fake in zip(self.world.targets(), self.world.fakes(), strict=True)
+            for job_id in sorted(fake._jobs)
+        ]
+
+    def _movable_servers(self) -> list[tuple[Target, str, str]]:
+        return [
+            (target, job["jobID"], server["sourceServerID"])
+            for target, job in self._jobs()
             if job["status"] != "COMPLETED"
             for server in job["participatingServers"]
             if server["launchStatus"] in ("PENDING", "IN_PROGRESS")
         ]
 
-    def _completable_jobs(self) -> list[str]:
+    def _completable_jobs(self) -> list[tuple[Target, str]]:
         return [
-            job["jobID"]
-            for job in self._jobs()
+            (target, job["jobID"])
+            for target, job in self._jobs()
             if job["status"] != "COMPLETED"
             and all(s["launchStatus"] in ("LAUNCHED", "FAILED") for s in job["participatingServers"])
         ]
@@ -280,32 +301,45 @@ class ReconcilerMachine(RuleBasedStateMachine):
             movable = self._movable_servers()
             if not movable:
                 return
-            job_id, sid = data.draw(st.sampled_from(movable), label="server")
-            self._move(job_id, sid, data.draw(st.sampled_from(SERVER_OUTCOMES), label="outcome"))
+            target, job_id, sid = data.draw(st.sampled_from(movable), label="server")
+            self._move(target, job_id, sid, data.draw(st.sampled_from(SERVER_OUTCOMES), label="outcome"))
 
-    def _move(self, job_id: str, sid: str, outcome: str) -> None:
-        fake = self.stack.fake
+    def _move(self, target: Target, job_id: str, sid: str, outcome: str) -> None:
+        account, region = target
+        fake = self.stack.drs_for(account, region)
         fake.set_job_status(job_id, "STARTED")
         if outcome == "in_progress":
             fake.set_launch_status(job_id, sid, "IN_PROGRESS")
             return
         if outcome == "fail":
-            self.stack.fail(job_id, sid)
+            self.stack.fail(job_id, sid, account=account, region=region)
         else:
-            instance_id = self.stack.launch(job_id, sid, hidden=outcome == "launch_hidden")
+            instance_id = self.stack.launch(
+                job_id, sid, hidden=outcome == "launch_hidden", account=account, region=region
+            )
             if outcome == "launch_hidden":
                 self.hidden[instance_id] = None
                 self.ever_hidden.add(instance_id)
                 self.faults["ec2_hidden"] += 1
-        self.pending.append(launch_result(job_id, sid, succeeded=outcome != "fail", when=self.world.clock()))
+        self.pending.append(
+            launch_result(
+                job_id,
+                sid,
+                succeeded=outcome != "fail",
+                when=self.world.clock(),
+                account=account,
+                region=region,
+            )
+        )
 
     @precondition(lambda self: bool(self._completable_jobs()))
     @rule(data=st.data())
     def drs_completes_a_job(self, data: st.DataObject) -> None:
         """DRS sends no event for this: only the sweep (or a later event) can notice."""
-        job_id = data.draw(st.sampled_from(self._completable_jobs()), label="job")
-        self.stack.fake.set_job_status(job_id, "STARTED")
-        self.stack.fake.set_job_status(job_id, "COMPLETED")
+        target, job_id = data.draw(st.sampled_from(self._completable_jobs()), label="job")
+        fake = self.stack.drs_for(*target)
+        fake.set_job_status(job_id, "STARTED")
+        fake.set_job_status(job_id, "COMPLETED")
         self.scenario["job_completed_silently"] += 1
 
     # ------------------------------------------------------------------ deliveries
@@ -404,18 +438,18 @@ class ReconcilerMachine(RuleBasedStateMachine):
 
     def _stale_events(self) -> list[dict[str, Any]]:
         ended = {
-            item["jobId"]["S"]
+            _job_of_item(item)
             for item in self.last_items.values()
             if "jobId" in item and item["status"]["S"] in TERMINAL
         }
-        return [e for e in self.delivered if e["detail"]["job-id"] in ended]
+        return [e for e in self.delivered if _job_of_event(e) in ended]
 
     @precondition(lambda self: bool(self._stale_events()))
     @rule(data=st.data())
     def deliver_a_stale_event(self, data: st.DataObject) -> None:
         """An old event arrives again after its wave ended: the ended wave must not change."""
         event = data.draw(st.sampled_from(self._stale_events()), label="stale event")
-        key = self._wave_key_of_job(event["detail"]["job-id"])
+        key = self._wave_key_of_job(_job_of_event(event))
         before = self.world.items()[key]
         self.faults["stale_event"] += 1
         self._deliver(event)
@@ -423,11 +457,11 @@ class ReconcilerMachine(RuleBasedStateMachine):
         for name in ("status", "servers", "endTime"):  # (it may flush the wave's orphaned outbox)
             assert after.get(name) == before.get(name), f"a stale event changed the ended wave's {name}"
 
-    def _wave_key_of_job(self, job_id: str) -> tuple[str, str]:
+    def _wave_key_of_job(self, job: tuple[str, str, str]) -> tuple[str, str]:
         for key, item in self.last_items.items():
-            if item.get("jobId", {}).get("S") == job_id:
+            if "jobId" in item and _job_of_item(item) == job:
                 return key
-        raise AssertionError(f"no wave records job {job_id}")
+        raise AssertionError(f"no wave records job {job}")
 
     # ------------------------------------------------------------------ EC2 visibility
 
@@ -435,17 +469,22 @@ class ReconcilerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def ec2_hides_an_instance(self, data: st.DataObject) -> None:
         instance_id = data.draw(st.sampled_from(self._visible_instances()), label="instance")
-        self.stack._hidden.add(instance_id)
+        self.stack._hidden[instance_id] = self._instance_targets()[instance_id]
         self.hidden[instance_id] = None
         self.ever_hidden.add(instance_id)
         self.faults["ec2_hidden"] += 1
 
+    def _instance_targets(self) -> dict[str, Target]:
+        """Every recovered instance's account and Region, in launch order per account (moto's
+        instance ids are random: sorting them would not replay)."""
+        return {
+            instance["ec2InstanceID"]: target
+            for target, fake in zip(self.world.targets(), self.world.fakes(), strict=True)
+            for instance in fake._instances.values()
+        }
+
     def _visible_instances(self) -> list[str]:
-        return [  # in launch order: moto's instance ids are random, sorting them would not replay
-            instance["ec2InstanceID"]
-            for instance in self.stack.fake._instances.values()
-            if instance["ec2InstanceID"] not in self.hidden
-        ]
+        return [instance for instance in self._instance_targets() if instance not in self.hidden]
 
     @precondition(lambda self: bool(self.hidden))
     @rule(data=st.data())
@@ -547,10 +586,11 @@ class ReconcilerMachine(RuleBasedStateMachine):
         """No wave ever has more than one DRS job tagged for it, and a wave's recorded job is the
         one tagged for it (DRS's jobs, read by their tags: the truth, not our records)."""
         tagged: dict[tuple[str, str], list[str]] = {}
-        for job_id, job in self.stack.fake._jobs.items():
-            tags = job.get("tags") or {}
-            if TAG_EXECUTION in tags:
-                tagged.setdefault((tags[TAG_EXECUTION], tags.get(TAG_WAVE, "?")), []).append(job_id)
+        for fake in self.world.fakes():  # a wave's job in any account counts
+            for job_id, job in fake._jobs.items():
+                tags = job.get("tags") or {}
+                if TAG_EXECUTION in tags:
+                    tagged.setdefault((tags[TAG_EXECUTION], tags.get(TAG_WAVE, "?")), []).append(job_id)
         doubled = {wave: jobs for wave, jobs in tagged.items() if len(jobs) > 1}
         assert not doubled, f"exactly-once start: waves with more than one DRS job: {doubled}"
         self.max_jobs_per_wave = max([self.max_jobs_per_wave, *(len(jobs) for jobs in tagged.values())])
@@ -645,6 +685,15 @@ class ReconcilerMachine(RuleBasedStateMachine):
         return max([START_GRACE_SECONDS + 1.0, *(seconds + 1.0 for seconds in due)])
 
 
+def _job_of_item(item: dict[str, Any]) -> tuple[str, str, str]:
+    """(account, Region, job id) of a stored wave: job ids are unique only per account and Region."""
+    return (item["accountId"]["S"], item["region"]["S"], item["jobId"]["S"])
+
+
+def _job_of_event(event: dict[str, Any]) -> tuple[str, str, str]:
+    return (event["account"], event["region"], event["detail"]["job-id"])
+
+
 def check_stored_wave(wave: WaveRecord) -> None:
     """I2 inside one item, written from the reliability doc rather than from the code."""
     if wave.status.value not in ("COMPLETED", "PARTIAL"):
@@ -685,12 +734,12 @@ def check_truth(machine: ReconcilerMachine, wave: WaveRecord) -> None:
     """I6 for one wave: its job's status and every server's launch status and EC2 details."""
     if wave.job_id is None:
         return
-    job = machine.stack.fake.get_job(wave.job_id)
-    instances = {
-        i["sourceServerID"]: i for i in machine.stack.fake._instances.values() if i["jobID"] == job["jobID"]
-    }
+    target = (wave.account_id or machine.stack.hub[0], wave.region or machine.stack.hub[1])
+    fake = machine.stack.drs_for(*target)  # the wave's own account: its job id may repeat elsewhere
+    job = fake.get_job(wave.job_id)
+    instances = {i["sourceServerID"]: i for i in fake._instances.values() if i["jobID"] == job["jobID"]}
     truth = {s["sourceServerID"]: s["launchStatus"] for s in job["participatingServers"]}
-    ec2 = _ec2_truth(machine, [i["ec2InstanceID"] for i in instances.values()])
+    ec2 = _ec2_truth(machine, [i["ec2InstanceID"] for i in instances.values()], target)
     for server in wave.servers:
         sid = server.source_server_id
         assert server.launch_status.value == truth[sid], (
@@ -721,10 +770,12 @@ def check_truth(machine: ReconcilerMachine, wave: WaveRecord) -> None:
         assert wave.status.value == "LAUNCHING", f"I6: wave {wave.wave_number} {wave.status.value}; job runs"
 
 
-def _ec2_truth(machine: ReconcilerMachine, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+def _ec2_truth(
+    machine: ReconcilerMachine, instance_ids: list[str], target: Target
+) -> dict[str, dict[str, Any]]:
     if not instance_ids:
         return {}
-    reply = machine.stack.ec2.describe_instances(InstanceIds=instance_ids)
+    reply = machine.stack.ec2_for(*target).describe_instances(InstanceIds=instance_ids)
     return {i["InstanceId"]: i for r in reply["Reservations"] for i in r["Instances"]}
 
 

@@ -72,9 +72,13 @@ class World:
 
     def __init__(self) -> None:
         self.clock = ManualClock()
+        # Three accounts (the hub and two spokes, one in another Region), their fakes seeded alike
+        # so every run repeats job ids across accounts: routing by (account, Region, job id) is
+        # exercised by every event (docs/multi-account.md).
         self.stack = LocalStack(
             clock=self.clock,
             log_level="ERROR",
+            shared_ids=True,
             # One sweep thread: every step is reproducible. The last event's reconcile re-checks
             # DRS twice while time passes (the clock moves by each wait; DRS does not, as nothing
             # runs between the checks), so the checks that reuse an earlier look meet every fault.
@@ -130,7 +134,11 @@ class World:
         self.clock.now = START
         self._ids = random.Random(seed)
         stack = self.stack
-        stack.fake.__init__(seed=seed, clock=self.clock)  # type: ignore[misc]
+        for target in self.targets():
+            account, region = target
+            stack.drs_for(account, region).__init__(  # type: ignore[misc]
+                seed=seed, clock=self.clock, account=account, region=region
+            )
         stack.reveal()
         stack.published.clear()
         stack.dynamodb.delete_table(TableName=stack.table_name)
@@ -159,18 +167,28 @@ class World:
         for operation in operations:
             self.stack.faults.arm(kind, operation, times=times)
 
+    def targets(self) -> list[tuple[str, str]]:
+        """(account, Region) of the hub and every spoke, in order."""
+        return [self.stack.hub, *self.stack.spokes]
+
+    def fakes(self) -> list[Any]:
+        return [self.stack.drs_for(*target) for target in self.targets()]
+
     def throttle_drs(self, operation: str, times: int) -> None:
-        """The DRS fake's own ThrottlingException for the next `times` calls of `operation`."""
-        self.stack.fake.throttle_next(operation, times)
-        self._drs_armed += times
+        """Every account's DRS answers its own ThrottlingException to the next `times` calls of
+        `operation` (counted when met)."""
+        for fake in self.fakes():
+            fake.throttle_next(operation, times)
+            self._drs_armed += times
 
     def end_step(self) -> None:
         """Whatever was armed for this step and did not fire is disarmed (and not counted)."""
         self.stack.faults.disarm()
-        left = sum(self.stack.fake._throttles.values())
+        left = sum(sum(fake._throttles.values()) for fake in self.fakes())
         self.drs_throttled += self._drs_armed - left
         self._drs_armed = 0
-        self.stack.fake._throttles.clear()
+        for fake in self.fakes():
+            fake._throttles.clear()
         self.ec2_throttles = 0
         self.crash_armed = False
         self.interleave_with = None
