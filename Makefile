@@ -59,7 +59,7 @@ costs: $(STAMP)
 	$(BIN)/python -m local.cli.costs $(ARGS)
 
 ## Benchmarks on the local stack with AWS-like latencies: one table, figures in bench/results/latest.json.
-## SCALE=full runs the scale simulation at one account's DRS quota (5 waves x 100 servers); ARGS='--only read sweep' etc.
+## SCALE=full runs the scale simulation over twenty spoke accounts under one hub (one 100-server wave each); ARGS='--only read sweep' etc.
 SCALE ?= default
 bench: $(STAMP)
 	$(BIN)/python -m bench --scale $(SCALE) $(ARGS)

@@ -5,8 +5,8 @@ the default latest.json) rewrites the README's generated block from it: no figur
 
 Sections run one after another in this process, each on its own local stack, so no two compete
 for the CPU. `--only` runs some of them (the JSON then holds only those); `--scale full` runs the
-scale simulation at its full size (one account at DRS's quota: 5 waves x 100 servers, launches over
-10 minutes). Progress goes to stderr, the table to stdout, and the paths written are printed last.
+scale simulation at its full size (one hub over twenty spoke accounts, each recovering one 100-server
+wave in a DRS simulator of its own, launches over more than ten minutes). Progress goes to stderr, the table to stdout, and the paths written are printed last.
 """
 
 from __future__ import annotations

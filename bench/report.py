@@ -208,40 +208,54 @@ def _scale(f: Doc) -> str:
             "this latest.json predates the estimate from 100-server waves, the measured peak factor "
             "and the topology statement: rerun `make bench`"
         )
+    if "hub" not in f["estimate"]:  # written before the hub over spoke accounts (issue 16)
+        return (
+            "this latest.json predates the hub over spoke accounts: its scale run recovered in one "
+            "account and its estimate counted independent deployments; rerun `make bench`"
+        )
     fresh, writes, cost = f["freshness_s"], f["dynamodb_writes_per_s"], f["per_event"]
-    basis, one, many = f["estimate"]["basis"], f["estimate"]["deployment"], f["estimate"]["projection"]
-    events = f["events_per_s"]
+    basis, one, hub = f["estimate"]["basis"], f["estimate"]["account"], f["estimate"]["hub"]
+    events, drs, roles = f["events_per_s"], f["drs_per_account"], f["assume_roles_per_account"]
     return (
-        f"one deployment (one account, one Region), {num(f['waves'])} waves {TIMES} "
-        f"{num(f['wave_size'])} servers, launches over {num(f['launch_spread_s'])} s: "
+        f"one hub over {num(f['accounts'])} spoke accounts ({', '.join(f['regions'])}), each recovering "
+        f"{num(f['waves_per_account'])} wave {TIMES} {num(f['wave_size'])} servers in a DRS of its own, "
+        f"launches over {num(f['launch_spread_s'])} s: "
         f"{num(f['terminal'])} of {num(f['waves'])} waves terminal, {num(f['failed_invocations'])} failed; "
         f"freshness p50 {num(fresh['p50'])} s, p99 {num(fresh['p99'])} s, max {num(fresh['max'])} s; "
         f"{num(f['conflicts'])} conflicts in {num(f['reconcile_invocations'])} reconciles; events/s "
         f"{num(events['mean'])} mean, {num(events['peak'])} peak (peak factor {num(f['measured_peak_factor'])}; "
-        f"of the simulator's sends {num(f['sent_peak_factor'])}); "
-        f"{num(writes['mean'])} writes/s mean, {num(writes['peak'])} peak. Per event on "
-        f"{num(cost['wave_size'])}-server waves: {num(cost['seconds'])} s mean, {num(cost['drs_calls'])} DRS "
-        f"+ {num(cost['ec2_calls'])} EC2 calls, {num(cost['writes'])} writes {TIMES} "
-        f"{num(cost['wcu_per_write'])} WCU, {num(cost['reads'])} reads, wave item "
+        f"of the simulators' sends {num(f['sent_peak_factor'])}); "
+        f"{num(writes['mean'])} writes/s mean, {num(writes['peak'])} peak. Per account, median (max) "
+        f"across accounts, from its own DRS's call log: {num(drs['per_s_mean']['median'])} "
+        f"({num(drs['per_s_mean']['max'])}) DRS requests/s mean, {num(drs['per_s_peak']['median'])} "
+        f"({num(drs['per_s_peak']['max'])}) in the busiest {num(drs['bin_s'])} s, "
+        f"{num(drs['requests']['median'])} ({num(drs['requests']['max'])}) requests; AssumeRole "
+        f"{num(roles['total']['median'])} ({num(roles['total']['max'])}), {num(roles['refused'])} refused. "
+        f"Per event on {num(cost['wave_size'])}-server waves: {num(cost['seconds'])} s mean, "
+        f"{num(cost['drs_calls'])} DRS + {num(cost['ec2_calls'])} EC2 calls, {num(cost['writes'])} writes "
+        f"{TIMES} {num(cost['wcu_per_write'])} WCU, {num(cost['reads'])} reads, wave item "
         f"{num(cost['wave_item_bytes'])} bytes, at {num(basis['run_events_per_s_per_wave'])} events/s "
-        f"per wave. Estimate from those costs and the measured peak factor {num(basis['peak_factor'])} "
-        f"(launches over {num(basis['launch_spread_s'])} s, {num(basis['events_per_s_per_wave'])} "
-        f"events/s per wave: assumed, not measured): one deployment at its DRS quota ({num(one['servers'])} servers) needs "
-        f"{num(one['lambda_concurrency'])} concurrent reconciles, {num(one['dynamodb_wcu_per_s'])} WCU/s "
-        f"and {num(one['dynamodb_rcu_per_s'])} RCU/s, {num(one['drs_calls_per_s'])} DRS calls/s at the "
-        f"peak; a sweep pass over {num(one['sweep_inflight_waves'])} waves in flight (one per concurrent "
-        f"job) takes "
-        f"{num(one['sweep_pass_s'])} s. Projection, not one deployment: {num(many['servers'])} servers "
-        f"as {num(many['deployments'])} independent deployments, one per account: "
-        f"{num(many['lambda_concurrency_sum'])} concurrent reconciles, {num(many['dynamodb_wcu_per_s_sum'])} "
-        f"WCU/s summed over accounts"
+        f"per wave. Estimate from those costs, the measured peak factor {num(basis['peak_factor'])} and "
+        f"the accounts' DRS peak factor {num(basis['account_drs_peak_factor'])} (launches over "
+        f"{num(basis['launch_spread_s'])} s and {num(basis['servers_per_account'])} servers per account: "
+        f"assumed, not measured): {num(hub['servers'])} servers are {num(hub['spoke_accounts'])} spoke "
+        f"accounts under one hub, {num(hub['waves'])} waves; the hub needs "
+        f"{num(hub['lambda_concurrency'])} concurrent reconciles, {num(hub['dynamodb_wcu_per_s'])} WCU/s "
+        f"and {num(hub['dynamodb_rcu_per_s'])} RCU/s on its one table, about "
+        f"{num(hub['assume_roles_reconcile'])} AssumeRole calls ({num(hub['assume_roles_per_s_mean'])}/s); "
+        f"each account sees {num(one['drs_requests_per_s_mean'])} DRS requests/s mean, "
+        f"{num(one['drs_requests_per_s_peak'])} at its peak; a sweep pass over every wave in flight "
+        f"takes {num(hub['sweep_pass_s'])} s at the default SWEEP_CONCURRENCY, "
+        f"{num(hub['sweep_pass_s_max_concurrency'])} s at its maximum "
+        f"({num(hub['sweep_concurrency_needed'])} keeps it within half the sweep's period)"
     )
 
 
 def _scale_topology(f: Doc, hashes: str) -> list[str]:
-    """What the code can run today (the scale section's `topology`), in plain words."""
+    """What the code runs (the scale section's `topology`), in plain words; nothing for a run
+    older than the hub, whose statement no longer holds."""
     shape = f.get("topology")
-    if not shape:
+    if not shape or not shape.get("multi_account"):
         return []
     return ["", f"{hashes} Topology the code runs today", "", shape["statement"]]
 

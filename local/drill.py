@@ -1,36 +1,64 @@
-"""The sample drill the demo runs: three waves, twelve servers, posted through the real API.
+"""The sample drill the demo runs: three waves, twelve servers, three accounts, posted through the real API.
 
 Databases first, then the application tier, then the web tier — the order a DR runbook recovers
-a three-tier service in. The hosts are registered with the DRS simulator as replicating source
-servers, then the plan goes in with `POST /executions`, exactly as an operator's client would.
+a three-tier service in — and each tier in an account of its own, as estates spread over accounts
+(docs/multi-account.md): the databases in the hub's own account and Region (123456789012,
+us-east-1), the application tier in the spoke 222222222222 (us-east-1), the web tier in the spoke
+333333333333 in another Region (eu-west-1). Every wave of the plan names its `accountId` and
+`region`. The hosts are registered as replicating source servers with the DRS simulator of their
+wave's target (`LiveStack.drs_for`), then the plan goes in with `POST /executions`, exactly as an
+operator's client would; the hub reaches the spokes through their assumed roles.
+
+A plan's wave may leave its target out (`bench.read`'s plans do): it then recovers in the hub.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from local.accounts import DEFAULT_SPOKES, HUB_ACCOUNT, HUB_REGION
 from local.live import LiveStack
 
+# (account, Region) of each tier: the hub, then the stack's two default spokes
+HUB = (HUB_ACCOUNT, HUB_REGION)
+APP_TARGET, WEB_TARGET = DEFAULT_SPOKES
 SAMPLE_DRILL: dict[str, Any] = {
     "name": "Quarterly DR drill",
     "isDrill": True,
     "waves": [
-        {"name": "Databases", "hosts": ["db-01", "db-02", "db-03"]},
-        {"name": "Application tier", "hosts": ["app-01", "app-02", "app-03", "app-04", "app-05"]},
-        {"name": "Web tier", "hosts": ["web-01", "web-02", "web-03", "web-04"]},
+        {"name": "Databases", "hosts": ["db-01", "db-02", "db-03"], "target": HUB},
+        {
+            "name": "Application tier",
+            "hosts": ["app-01", "app-02", "app-03", "app-04", "app-05"],
+            "target": APP_TARGET,
+        },
+        {"name": "Web tier", "hosts": ["web-01", "web-02", "web-03", "web-04"], "target": WEB_TARGET},
     ],
 }
 INSTANCE_TYPES = {"db": "r6i.xlarge", "app": "m6i.large", "web": "c6i.large"}
 
 
+def targets(plan: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """The (account, Region) of each wave of a plan (the hub's where a wave names none)."""
+    found = []
+    for wave in (plan or SAMPLE_DRILL)["waves"]:
+        account, region = wave.get("target") or HUB
+        found.append((str(account), str(region)))
+    return found
+
+
 def start_drill(stack: LiveStack, plan: dict[str, Any] | None = None) -> str:
-    """Register the plan's hosts and POST the plan; returns the execution id. The waves then
-    advance by themselves (each wave's end starts the next)."""
+    """Register the plan's hosts, each with its wave's target's DRS, and POST the plan; returns
+    the execution id. The waves then advance by themselves (each wave's end starts the next)."""
     plan = plan or SAMPLE_DRILL
     waves = []
-    for wave in plan["waves"]:
-        ids = [stack.sim.add_source_server(hostname=host) for host in wave["hosts"]]
-        waves.append({"name": wave["name"], "sourceServerIds": ids})
+    for wave, (account, region) in zip(plan["waves"], targets(plan), strict=True):
+        drs = stack.drs_for(account, region)
+        ids = [drs.add_source_server(hostname=host) for host in wave["hosts"]]
+        planned: dict[str, Any] = {"name": wave["name"], "sourceServerIds": ids}
+        if "target" in wave:
+            planned.update(accountId=account, region=region)
+        waves.append(planned)
     body = {"name": plan["name"], "isDrill": plan["isDrill"], "waves": waves}
     status, _, document = stack.http("POST", "/executions", body=body)
     if status != 202:
@@ -39,7 +67,8 @@ def start_drill(stack: LiveStack, plan: dict[str, Any] | None = None) -> str:
         first = set(waves[0]["sourceServerIds"])
         starts = [
             request.get("tags")
-            for name, request in list(stack.sim.calls)
+            for sim in stack.sims.values()
+            for name, request in list(sim.calls)
             if name == "StartRecovery" and first & {s["sourceServerID"] for s in request["sourceServers"]}
         ]
         raise RuntimeError(

@@ -108,7 +108,7 @@ class Sweeper:
             return None
         try:
             return self._store.get_wave(key)
-        except Exception:  # noqa: BLE001 - unreadable now: its reconcile says why, in its own lane
+        except Exception:  # unreadable now: its reconcile (from a fresh read) says why
             return None
 
     def _lane_of(self, key: WaveKey, wave: WaveRecord | None) -> str:

@@ -1,16 +1,23 @@
-"""`make demo`: the whole system on this machine — a 3-wave drill, live, with its status page.
+"""`make demo`: the whole system on this machine — a 3-wave drill across three accounts, live, with its status page.
 
-Starts the live local stack (moto server, DRS simulator, event bus and schedule from
-serverless.yml, the HTTP API and the status page), posts the sample drill (three waves, twelve
-servers), and shows its progress as a table that redraws in place (on a terminal) or as one line
-per change (in a log). Prints the page's URL and keeps serving until Ctrl-C. With
-`--exit-when-done` it exits 0 once the execution is terminal, after printing the final table;
-`--faults` turns on the fault profile: lost, duplicated and reordered events, EC2 instances
-invisible for a while after launch, throttled DRS and EC2 reads; and, on the handlers' own AWS
-clients (`local.faults`), lost answers of DynamoDB writes that committed, transaction conflicts,
-DynamoDB throttling, DRS 5xx and connect timeouts, and wave 1's StartRecovery refused over the
-job quota, throttled until it is deferred again, then answered with a timeout after its job was
-created (the sweep adopts it). IAM is enforced on every call the handlers make.
+Starts the live local stack (moto server, one DRS simulator per account and Region, the event bus
+and schedule from serverless.yml, the HTTP API and the status page) with its three accounts: the
+hub 123456789012 (us-east-1) and the spokes 222222222222 (us-east-1) and 333333333333 (eu-west-1),
+each spoke reached through its assumed roles (a local STS that checks role and ExternalId) and
+forwarding its DRS events to the hub's bus through the rule of deploy/spoke-events.yml. It posts
+the sample drill (local.drill: three waves, twelve servers; the databases in the hub, the
+application tier in 222222222222, the web tier in 333333333333 in eu-west-1) and shows its
+progress as a table that redraws in place (on a terminal) or as one line per change (in a log),
+each wave with its account and Region. Prints the page's URL and keeps serving until Ctrl-C.
+With `--exit-when-done` it exits 0 once the execution is terminal, after printing the final table
+(and, with `--json`, the final document as its last line: every wave carries `accountId` and
+`region`). `--faults` turns on the fault profile: lost, duplicated and reordered events, EC2
+instances invisible for a while after launch, throttled DRS and EC2 reads; and, on the handlers'
+own AWS clients (`local.faults`), lost answers of DynamoDB writes that committed, transaction
+conflicts, DynamoDB throttling, DRS 5xx and connect timeouts, and wave 1's StartRecovery refused
+over the job quota, throttled until it is deferred again, then answered with a timeout after its
+job was created (the sweep adopts it). IAM is enforced on every call the handlers make, and on
+every call made with a spoke's role.
 
 Time is compressed: servers launch in seconds, and the sweep's `rate(1 minute)` fires every
 60/`--speed` seconds.
@@ -25,7 +32,7 @@ import time
 from typing import Any, TextIO
 
 from local.cli.invoke import follow_execution
-from local.cli.table import render
+from local.cli.table import render, target
 from local.drill import INSTANCE_TYPES, start_drill
 from local.drs_sim import SimConfig
 from local.live import LiveStack
@@ -35,11 +42,17 @@ CLEAR = "\x1b[H\x1b[2J"
 
 
 def progress_line(document: dict[str, Any], elapsed: float) -> str:
-    """`[  12.3s] RUNNING  w1 COMPLETED 3/3 · w2 LAUNCHING 1/5 · w3 PENDING 0/4` (launched/total)."""
+    """`[  12.3s] RUNNING  w1 123456789012/us-east-1 COMPLETED 3/3 · w2 222222222222/us-east-1
+    LAUNCHING 1/5 · ...` (each wave's account/Region, status, launched/total; `!` when its account
+    cannot be reached)."""
     waves = []
     for wave in document["waves"]:
         launched = sum(1 for s in wave["servers"] if s["launchStatus"] == "LAUNCHED")
-        waves.append(f"w{wave['waveNumber']} {wave['status']} {launched}/{len(wave['servers'])}")
+        unreachable = " !" if wave.get("accessProblem") else ""
+        waves.append(
+            f"w{wave['waveNumber']} {target(wave)} {wave['status']}{unreachable} "
+            f"{launched}/{len(wave['servers'])}"
+        )
     return f"[{elapsed:6.1f}s] {document['status']:<9} " + " · ".join(waves)
 
 
@@ -61,10 +74,34 @@ def try_it(api_url: str, spare: list[str]) -> str:
     )
 
 
+def accounts_line(stack: LiveStack) -> str:
+    """`Accounts: hub 123456789012/us-east-1; spokes 222222222222/us-east-1, ...`."""
+    spokes = ", ".join(f"{account}/{region}" for account, region in stack.spokes) or "none"
+    return f"Accounts:    hub {stack.hub[0]}/{stack.hub[1]}; spokes (assumed roles) {spokes}"
+
+
+def assumed_roles(stack: LiveStack) -> dict[str, int]:
+    """AssumeRole calls STS answered with credentials, by `account/level`."""
+    return {f"{account}/{level}": n for (account, level), n in sorted(stack.sts.assumed.items())}
+
+
+def drs_requests(stack: LiveStack) -> dict[str, dict[str, int]]:
+    """Requests each target's DRS received, by `account/Region`, then by operation."""
+    return {
+        f"{account}/{region}": dict(sorted(sim.call_counts().items()))
+        for (account, region), sim in sorted(stack.sims.items())
+    }
+
+
 def summary(stack: LiveStack, elapsed: float) -> str:
     faults = dict(sorted(stack.fault_counts().items())) or "none"
     calls = dict(sorted(stack.bus.invocations.items()))
-    lines = [f"Elapsed {elapsed:.1f}s   faults fired: {faults}", f"Lambda invocations: {calls}"]
+    lines = [
+        f"Elapsed {elapsed:.1f}s   faults fired: {faults}",
+        f"Lambda invocations: {calls}",
+        f"DRS requests by account/Region: { {t: sum(c.values()) for t, c in drs_requests(stack).items()} }",
+        f"AssumeRole by account/level: {assumed_roles(stack) or 'none yet'}",
+    ]
     if stack.bus.failures:
         lines.append(f"Invocations that failed for good (DLQ): {len(stack.bus.failures)}")
     return "\n".join(lines)
@@ -127,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Status page: {stack.page_url(execution_id)}\n"
             f"API:         {stack.api_url}/executions/{execution_id}\n"
             f"moto:        {stack.moto.endpoint_url}    DRS simulator: {stack.drs_server.endpoint_url}\n"
+            f"{accounts_line(stack)}\n"
             f"{try_it(stack.api_url, spare)}"
         )
         live = out.isatty()
@@ -167,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 "faults": dict(stack.fault_counts()),
                 "invocations": dict(stack.bus.invocations),
                 "failedInvocations": len(stack.bus.failures),
+                "drsRequests": drs_requests(stack),
+                "assumedRoles": assumed_roles(stack),
             }
             out.write(json.dumps(report) + "\n")
         out.flush()

@@ -3,9 +3,10 @@
 What `serverless invoke local --function F --path FILE` does, against the live local stack (moto
 server, DRS simulator, the table from serverless.yml) instead of an AWS account: the event file
 is read as is, the function's handler is resolved from serverless.yml, and its return value is
-printed as JSON. With `--drill` the sample drill runs to its end first and the event is pointed at
-it (an API event's execution id; a DRS event's job and source server, wave 1's), so a read, a
-reconcile or a sweep has something real to find.
+printed as JSON. With `--drill` the sample drill (local.drill: three waves in three accounts) runs
+to its end first and the event is pointed at it (an API event's execution id; a DRS event's job,
+source server, account and Region: wave 1's, in the hub), so a read, a reconcile or a sweep has
+something real to find.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def run_drill(stack: LiveStack, idle_timeout: float = IDLE_TIMEOUT) -> dict[str,
 
 
 def retarget(event: Any, document: dict[str, Any]) -> Any:
-    """Point an API or DRS event at the drill's execution (API) or wave 1's job (DRS)."""
+    """Point an API or DRS event at the drill's execution (API) or wave 1's job (DRS: its job, a
+    server of it, and the envelope's account and Region those of the wave's target, which the
+    server's ARN names too)."""
     if not isinstance(event, dict):
         return event
     execution_id = document["executionId"]
@@ -83,7 +86,9 @@ def retarget(event: Any, document: dict[str, Any]) -> Any:
     if isinstance(event.get("detail"), dict) and "job-id" in event["detail"]:
         wave = document["waves"][0]
         event["detail"]["job-id"] = wave["jobId"]
-        region, account = event.get("region", "us-east-1"), event.get("account", "123456789012")
+        region = wave.get("region") or event.get("region", "us-east-1")
+        account = wave.get("accountId") or event.get("account", "123456789012")
+        event["account"], event["region"] = account, region
         server = wave["servers"][0]["sourceServerId"]
         event["resources"] = [f"arn:aws:drs:{region}:{account}:source-server/{server}"]
     return event

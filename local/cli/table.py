@@ -1,4 +1,8 @@
-"""Render an execution document as a plain-text table for terminals (demo, CLI tools)."""
+"""Render an execution document as a plain-text table for terminals (demo, CLI tools).
+
+Each wave's header line names the account and Region it recovers in (`accountId`, `region`), then
+its status, job and times; a wave whose start DRS deferred says why (`startProblem`), and one
+whose account the hub cannot reach says so (`accessProblem`)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,11 @@ def _cell(value: Any) -> str:
     return "-" if value in (None, "") else str(value)
 
 
+def target(wave: dict[str, Any]) -> str:
+    """`123456789012/us-east-1`: the account and Region a wave recovers in ("-" where unknown)."""
+    return f"{_cell(wave.get('accountId'))}/{_cell(wave.get('region'))}"
+
+
 def render(document: dict[str, Any]) -> str:
     """The execution header, then per wave a header line and one row per server."""
     drill = "drill" if document.get("isDrill") else "recovery"
@@ -37,10 +46,16 @@ def render(document: dict[str, Any]) -> str:
         span = f"{_cell(wave.get('startTime'))} -> {_cell(wave.get('endTime'))}"
         lines.append("")
         lines.append(
-            f"Wave {wave['waveNumber']}  {wave['name']}  {wave['status']}  job {_cell(wave.get('jobId'))}  {span}"
+            f"Wave {wave['waveNumber']}  {wave['name']}  account {target(wave)}  {wave['status']}  "
+            f"job {_cell(wave.get('jobId'))}  {span}"
         )
         if wave.get("error"):
             lines.append(f"  ! {wave['error']}")
+        if wave.get("accessProblem"):
+            lines.append(f"  ! account unreachable: {wave['accessProblem']}")
+        if wave.get("startProblem"):
+            retry = f" (tried again from {wave['startRetryAt']})" if wave.get("startRetryAt") else ""
+            lines.append(f"  ! start deferred: {wave['startProblem']}{retry}")
         lines.append(("  " + header).rstrip())
         for server in wave["servers"]:
             cells = [

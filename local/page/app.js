@@ -11,7 +11,10 @@
  *   main#app[data-polls]   +1 after every completed poll (200, 304, 4xx, 5xx, network error)
  *   main#app[data-renders] +1 after every render of a 200 document
  *   #execution-status      textContent = execution status
- *   section.wave[data-wave=<waveNumber>][data-status=<status>]
+ *   section.wave[data-wave=<waveNumber>][data-status=<status>][data-account=<accountId>][data-region=<region>]
+ *     > dl.meta dd[data-field=accountId|region|jobId|startTime|endTime]   the wave's target, job, times
+ *     > p[data-field=error|accessProblem|startProblem]   shown only when set (accessProblem: the hub
+ *       cannot reach the wave's account; startProblem: why DRS deferred its start, until startRetryAt)
  *   tr.server[data-server=<sourceServerId>][data-launch-status=<launchStatus>]
  *     > td[data-field=hostname|sourceServerId|launchStatus|recoveredInstanceId|instanceType|
  *                     privateIp|launchTime|ec2State|error]   (null → empty textContent)
@@ -38,8 +41,9 @@ const SERVER_FIELDS = [
 ];
 // [field, label used in the changes list]; label "" = "<who> A → B"; null = highlight only.
 const EXEC_DIFF = [["status", ""], ["name", "name"], ["isDrill", "drill"], ["updatedAt", null]];
-const WAVE_DIFF = [["status", ""], ["name", "name"], ["jobId", "job"], ["startTime", "start"],
-  ["endTime", "end"], ["error", "error"]];
+const WAVE_DIFF = [["status", ""], ["name", "name"], ["accountId", "account"], ["region", "Region"],
+  ["jobId", "job"], ["startTime", "start"], ["endTime", "end"], ["error", "error"],
+  ["accessProblem", "account unreachable"], ["startProblem", "start deferred"], ["startRetryAt", null]];
 const SERVER_DIFF = [["hostname", "host"], ["launchStatus", "launch"], ["recoveredInstanceId", "instance"],
   ["instanceType", "type"], ["privateIp", "private IP"], ["launchTime", "launch time"],
   ["ec2State", "EC2 state"], ["error", "error"]];
@@ -175,6 +179,12 @@ function render(d) {
   };
   const item = (label, value, ...parts) =>
     el("div", {}, el("dt", {}, label), mark(el("dd", {}, value), ...parts));
+  // A wave's field: its <dd> carries data-field (the test hook).
+  const waveItem = (wk, f, label, value) =>
+    el("div", {}, el("dt", {}, label), mark(el("dd", { "data-field": f }, value), "w", wk, f));
+  // A wave's problem, shown only when set: <p data-field=f class=cls>Label: text</p>.
+  const problem = (wk, w, f, cls, label, ...extra) => w[f] == null || w[f] === "" ? null :
+    mark(el("p", { class: cls, "data-field": f }, `${label}: `, text(w[f]), ...extra), "w", wk, f);
 
   const mode = d.isDrill == null ? "" : d.isDrill ? "Drill" : "Recovery";
   const summary = summaryShell(text(d.name) || "Unnamed execution",
@@ -204,18 +214,24 @@ function render(d) {
       }
       return tr;
     });
+    const retry = w.startRetryAt == null ? null : el("span", {}, " — tried again from ", timeEl(w.startRetryAt));
     waves.append(el("section", {
       class: changed.has(key("w", wk)) ? "wave added" : "wave",
-      "data-wave": text(w.waveNumber), "data-status": text(w.status), "aria-labelledby": `wave-h-${i}`,
+      "data-wave": text(w.waveNumber), "data-status": text(w.status),
+      "data-account": text(w.accountId), "data-region": text(w.region), "aria-labelledby": `wave-h-${i}`,
     },
       el("div", { class: "wave-head" },
         el("h2", { id: `wave-h-${i}` }, `Wave ${n}${w.name ? ` — ${text(w.name)}` : ""}`),
         mark(badge(w.status), "w", wk, "status")),
       el("dl", { class: "meta" },
-        item("Job id", el("code", {}, text(w.jobId)), "w", wk, "jobId"),
-        item("Started", timeEl(w.startTime), "w", wk, "startTime"),
-        item("Ended", timeEl(w.endTime), "w", wk, "endTime")),
-      w.error == null ? null : mark(el("p", { class: "wave-error" }, "Error: ", text(w.error)), "w", wk, "error"),
+        waveItem(wk, "accountId", "Account", el("code", {}, text(w.accountId))),
+        waveItem(wk, "region", "Region", text(w.region)),
+        waveItem(wk, "jobId", "Job id", el("code", {}, text(w.jobId))),
+        waveItem(wk, "startTime", "Started", timeEl(w.startTime)),
+        waveItem(wk, "endTime", "Ended", timeEl(w.endTime))),
+      problem(wk, w, "error", "wave-error", "Error"),
+      problem(wk, w, "accessProblem", "wave-problem wave-access", "Account unreachable"),
+      problem(wk, w, "startProblem", "wave-problem wave-start", "Start deferred", retry),
       servers.length === 0 ? el("p", { class: "empty-note" }, "No servers in this wave yet.") :
         el("div", { class: "table-wrap", role: "region", tabindex: "0", "aria-labelledby": `cap-${i}` },
           el("table", {},

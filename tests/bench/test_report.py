@@ -299,53 +299,82 @@ def _with_scale(doc: dict[str, Any]) -> dict[str, Any]:
         reads=2.0,
         wave_item_bytes=36_000,
     )
+    account = scale.PerAccount(
+        servers=100, drs_requests_per_server=3.5, drs_peak_factor=4.5, assume_roles_per_level=2.0
+    )
     changed = copy.deepcopy(doc)
     changed["scale"] = {
         "topology": scale.topology(),
         "wave_size": 100,
-        "waves": 2,
-        "terminal": 2,
-        "launch_spread_s": 90.0,
+        "waves_per_account": 1,
+        "waves": 4,
+        "terminal": 4,
+        "accounts": 4,
+        "regions": ["eu-west-1", "us-east-1"],
+        "launch_spread_s": 160.0,
         "failed_invocations": 0,
         "freshness_s": {"p50": 0.5, "p99": 1.5, "max": 1.75},
         "conflicts": 12,
-        "reconcile_invocations": 200,
+        "reconcile_invocations": 400,
         "events_per_s": {"mean": 2.25, "peak": 8, "bin_s": 1.0},
         "measured_peak_factor": 3.56,
         "sent_peak_factor": 3.25,
         "dynamodb_writes_per_s": {"mean": 3.5, "peak": 20},
+        "drs_per_account": {
+            "requests": {"median": 352, "max": 371},
+            "per_s_mean": {"median": 2.15, "max": 2.5},
+            "per_s_peak": {"median": 9, "max": 13},
+            "peak_factor": {"median": 4.5, "max": 5.25},
+            "bin_s": 1.0,
+        },
+        "assume_roles_per_account": {
+            "total": {"median": 5, "max": 6},
+            "observe": {"median": 4, "max": 5},
+            "start": {"median": 1, "max": 1},
+            "refused": 0,
+        },
+        "per_account_cost": dataclasses.asdict(account),
         "per_event": dataclasses.asdict(cost),
-        "estimate": scale.estimate(cost, peak_factor=3.56, run_events_per_s_per_wave=1.12),
-        "seconds": 110.5,
+        "estimate": scale.estimate(cost, account, peak_factor=3.56, run_events_per_s_per_wave=0.56),
+        "seconds": 210.5,
     }
     return changed
 
 
-def test_the_scale_headline_shows_the_estimates_measured_basis(doc: dict[str, Any]) -> None:
+def test_the_scale_headline_shows_the_hub_the_accounts_and_the_estimates_measured_basis(
+    doc: dict[str, Any],
+) -> None:
     changed = _with_scale(doc)
     text = report.render(changed)
     row = next(line for line in text.splitlines() if line.startswith("| scale | "))
     x = "\N{MULTIPLICATION SIGN}"
-    assert f"one deployment (one account, one Region), 2 waves {x} 100 servers" in row
-    assert "Per event on 100-server waves: 1.25 s mean, 2.5 DRS + 1 EC2 calls" in row
-    assert "events/s 2.25 mean, 8 peak (peak factor 3.56; of the simulator's sends 3.25)" in row
-    assert "wave item 36,000 bytes, at 1.12 events/s per wave" in row
     assert (
-        "the measured peak factor 3.56 (launches over 600 s, 0.17 events/s per wave: assumed, not measured)"
-        in row
+        f"one hub over 4 spoke accounts (eu-west-1, us-east-1), each recovering 1 wave {x} 100 servers" in row
     )
-    one, many = changed["scale"]["estimate"]["deployment"], changed["scale"]["estimate"]["projection"]
-    assert f"({one['servers']} servers) needs {one['lambda_concurrency']} concurrent reconciles" in row
-    assert f"Projection, not one deployment: 100,000 servers as {many['deployments']} independent" in row
-    assert "accounts \N{MULTIPLICATION SIGN}" not in row and "per account;" not in row
+    assert "Per event on 100-server waves: 1.25 s mean, 2.5 DRS + 1 EC2 calls" in row
+    assert "events/s 2.25 mean, 8 peak (peak factor 3.56; of the simulators' sends 3.25)" in row
+    # per account, median (max) across accounts, from each account's own DRS
+    assert "2.15 (2.5) DRS requests/s mean, 9 (13) in the busiest 1 s, 352 (371) requests" in row
+    assert "AssumeRole 5 (6), 0 refused" in row
+    assert "wave item 36,000 bytes, at 0.56 events/s per wave" in row
+    assert (
+        "the measured peak factor 3.56 and the accounts' DRS peak factor 4.5 (launches over 600 s and "
+        "300 servers per account: assumed, not measured)"
+    ) in row
+    one, hub = changed["scale"]["estimate"]["account"], changed["scale"]["estimate"]["hub"]
+    assert "100,000 servers are 334 spoke accounts under one hub, 1,002 waves" in row
+    assert f"the hub needs {hub['lambda_concurrency']:,} concurrent reconciles" in row
+    assert f"each account sees {one['drs_requests_per_s_mean']} DRS requests/s mean" in row
+    assert "independent deployments" not in row
     # a figure of the estimate changes the render: none is typed in the renderer
-    changed["scale"]["estimate"]["deployment"]["lambda_concurrency"] = 4321
+    changed["scale"]["estimate"]["hub"]["lambda_concurrency"] = 4321
     assert "needs 4,321 concurrent reconciles" in report.render(changed)
 
 
 def test_the_render_states_the_topology_the_code_runs(doc: dict[str, Any]) -> None:
     changed = _with_scale(doc)
     statement = changed["scale"]["topology"]["statement"]
+    assert statement.startswith("One deployment is a hub over many accounts and Regions")
     for level in (2, 3):
         text = report.render(changed, level=level)
         assert f"{'#' * level} Topology the code runs today\n\n{statement}\n" in text
@@ -361,3 +390,17 @@ def test_a_scale_section_of_an_older_run_says_to_rerun(doc: dict[str, Any]) -> N
     text = report.render(older)
     assert "predates the estimate from 100-server waves" in text
     assert "Topology the code runs today" not in text
+
+
+def test_a_scale_section_from_before_the_hub_says_to_rerun(doc: dict[str, Any]) -> None:
+    """A run of one account, with the estimate of independent deployments and the statement that
+    no hub is built: neither holds any more, so neither is shown."""
+    older = _with_scale(doc)
+    older["scale"]["estimate"] = {"basis": {}, "deployment": {}, "projection": {}}
+    older["scale"]["topology"] = {
+        "multi_account": False,
+        "statement": "A hub over many accounts is not built.",
+    }
+    text = report.render(older)
+    assert "predates the hub over spoke accounts" in text
+    assert "Topology the code runs today" not in text and "not built" not in text

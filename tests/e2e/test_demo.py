@@ -3,8 +3,11 @@
 `python -m local.cli.demo --exit-when-done --faults --json` runs in its own process (what
 `make demo ARGS='--exit-when-done --faults'` runs). While it runs, a poller in this process reads
 `GET /executions/{id}` over HTTP from the URL the demo prints, as the status page would, and
-checks every document it sees for torn reads (I7) and regressions (I1). At the end the final
-document must have every wave terminal and every server launched with all four EC2 fields, and
+checks every document it sees for torn reads (I7) and regressions (I1). The drill runs across the
+stack's three accounts (local.drill: the hub, a spoke in the hub's Region, a spoke in another
+Region). At the end the final document must have every wave COMPLETED in its own target, named on
+the wave (`accountId`, `region`: every document the poller saw carries both on every wave), every
+server launched with all four EC2 fields, each spoke's roles assumed, and
 every kind of the cloud's faults the profile arms on the handlers' clients (`local.faults`:
 lost answers, transaction conflicts, throttling, 5xx, connect timeouts, the job quota) must have
 fired, with no call refused by IAM (enforced throughout).
@@ -25,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from local.accounts import DEFAULT_SPOKES, HUB_ACCOUNT, HUB_REGION
+from local.drill import targets
 from local.waiting import IDLE_TIMEOUT, wait_until
 from tests.invariants import EC2_FIELDS, regressions, torn_waves
 
@@ -56,6 +61,7 @@ class Poller(threading.Thread):
         self.polls = 0
         self.statuses: set[str] = set()
         self.start_problems: set[str] = set()  # why a wave's start was deferred, as the page shows it
+        self.targets: set[tuple[Any, Any]] = set()  # every wave's (accountId, region) in every document
         self.problems: list[str] = []
         self.last: dict[str, Any] | None = None
 
@@ -69,6 +75,7 @@ class Poller(threading.Thread):
             self.polls += 1
             self.statuses.update(w["status"] for w in document["waves"])
             self.start_problems.update(w["startProblem"] for w in document["waves"] if w.get("startProblem"))
+            self.targets.update((w.get("accountId"), w.get("region")) for w in document["waves"])
             self.problems += torn_waves(document) + regressions(self.last, document)
             self.last = document
 
@@ -148,10 +155,31 @@ def test_exit_when_done_with_faults_finishes_complete_and_never_torn() -> None:
     assert sum(len(w["servers"]) for w in document["waves"]) == 12
     for wave in document["waves"]:
         assert wave["status"] == "COMPLETED", wave
+        assert wave["accessProblem"] is None, wave
         for server in wave["servers"]:
             assert server["launchStatus"] == "LAUNCHED", server
             missing = [field for field in EC2_FIELDS if not server[field]]
             assert not missing, f"{server['hostname']} lacks {missing}"
+    # Three targets: the hub, a spoke in the hub's Region, a spoke in another Region; each wave
+    # names its own, as the plan did, in the final document and in every document polled
+    hub = (HUB_ACCOUNT, HUB_REGION)
+    planned = [hub, *DEFAULT_SPOKES]
+    assert targets() == planned and len({region for _, region in planned}) == 2
+    assert [(w.get("accountId"), w.get("region")) for w in document["waves"]] == planned, document
+    assert poller.targets == set(planned), poller.targets
+    # each target's own DRS was asked to start its wave's job and watched it; the spokes' starts
+    # meet no fault (wave 1's, in the hub, meets them all), so each spoke got exactly one
+    requests = report["drsRequests"]
+    assert set(requests) == {f"{account}/{region}" for account, region in planned}, requests
+    for name, calls in requests.items():
+        assert calls.get("StartRecovery", 0) >= 1 and calls.get("DescribeJobs", 0) >= 1, (name, calls)
+    for account, region in DEFAULT_SPOKES:
+        assert requests[f"{account}/{region}"]["StartRecovery"] == 1, requests
+    # each spoke's roles were assumed, the hub's account uses the functions' own roles
+    assumed = report["assumedRoles"]
+    for account, _ in DEFAULT_SPOKES:
+        assert assumed.get(f"{account}/observe") and assumed.get(f"{account}/start"), assumed
+    assert not any(key.startswith(HUB_ACCOUNT) for key in assumed), assumed
     # The fault profile really injected faults, of the kinds the issue names.
     faults = report["faults"]
     assert faults.get("ec2_hidden", 0) > 0, faults
