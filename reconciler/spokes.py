@@ -11,7 +11,8 @@ refreshed by botocore itself before the session ends (15 minutes early; sessions
 the most role chaining from Lambda allows), so a busy container calls AssumeRole about once per
 account and level per 45 minutes, never per call. Clients are cached per (account, Region, level,
 service, retry policy). A spoke session shares the process's default session's event hooks, so
-whatever is hooked onto it (tracing, the local fault layer) sees spoke calls too.
+whatever is hooked onto it (tracing, the local fault layer) sees spoke calls too, and its model
+loader, so a new account costs no second parse of DRS's and EC2's service models.
 
 A role that cannot be assumed is a `SpokeRefused` (permanent: AccessDenied, a missing ExternalId)
 or a `SpokeUnreachable` (temporary: throttling, 5xx); both name the account and the role ARN,
@@ -181,6 +182,9 @@ class SpokeCredentials:
             event_hooks=base.get_component("event_emitter"), include_builtin_handlers=False
         )
         session.register_component("credential_provider", CredentialResolver([_Assumed(credentials)]))
+        # The process's loader (and so its cache of parsed service models and endpoints): a fresh
+        # one would read and parse DRS's and EC2's JSON models again for every spoke account.
+        session.register_component("data_loader", base.get_component("data_loader"))
         self._sessions[(account_id, level)] = session
         return session
 
