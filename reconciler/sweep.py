@@ -6,9 +6,10 @@ reconciled, unfinished executions advanced (a wave whose terminal write was not 
 next step gets it here), and events left in an outbox published. A finished wave costs nothing.
 
 DRS throttles per account, and a hub serves many (docs/multi-account.md): waves are reconciled in
-one lane per target account, at most `account_concurrency` of a lane at once, the lanes taking
-turns for at most `concurrency` threads in all, so one big or slow account cannot starve the
-others. A lane whose account refuses its role is reported once per wave (the wave's
+one lane per target account, at most `account_concurrency` of a lane at once while another lane
+has waves waiting, the lanes taking turns for at most `concurrency` threads in all, so one big or
+slow account cannot starve the others; a lane alone with work may use every free thread (a
+single-account hub sweeps as wide as `concurrency`). A lane whose account refuses its role is reported once per wave (the wave's
 `accessProblem`, without asking STS again) and the other lanes go on. One wave's failure is
 logged and counted, and never stops the others.
 """
@@ -133,17 +134,21 @@ class Sweeper:
             started = True
             while started and len(running) < self._concurrency:
                 started = False
-                for _ in range(len(order)):
-                    name = order[0]
-                    order.rotate(-1)
-                    lane = lanes[name]
-                    if lane.items and lane.running < self._per_lane:
-                        key, wave = lane.items.popleft()
-                        lane.running += 1
-                        running[pool.submit(self._one, key, wave, lane, time_left_ms)] = name
-                        started = True
-                        if len(running) >= self._concurrency:
+                # Below their bound first; then, only while no lane below its bound waits, any lane
+                # with work (the pool never idles while a lone account has waves to reconcile)
+                for bounded in (True, False):
+                    for _ in range(len(order)):
+                        name = order[0]
+                        order.rotate(-1)
+                        lane = lanes[name]
+                        if lane.items and (lane.running < self._per_lane or not bounded):
+                            key, wave = lane.items.popleft()
+                            lane.running += 1
+                            running[pool.submit(self._one, key, wave, lane, time_left_ms)] = name
+                            started = True
                             break
+                    if started:
+                        break
             if not running:
                 return
             done, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -54,10 +54,12 @@ class Reconciler:
         self.active: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
         self.peak_total = 0
+        self.peak_held = 0  # the held account's waves at once while the others still had work
         self.done: Counter[str] = Counter()
         self.noted: list[tuple[str, str]] = []
         self.refuse = refuse
         self.hold: str | None = None
+        self.others: dict[str, int] = {}  # other accounts and their wave counts (for peak_held)
         self.release = threading.Event()
 
     def reconcile_wave(self, key: WaveKey, stored: WaveRecord | None = None) -> Outcome:
@@ -67,6 +69,9 @@ class Reconciler:
             self.active[account] += 1
             self.peak[account] = max(self.peak[account], self.active[account])
             self.peak_total = max(self.peak_total, sum(self.active.values()))
+            others_waiting = any(self.done[a] < n for a, n in self.others.items())
+            if account == self.hold and others_waiting:
+                self.peak_held = max(self.peak_held, self.active[account])
         try:
             if account == self.refuse:
                 raise SpokeRefused(account, f"arn:aws:iam::{account}:role/x", "AccessDenied", "no")
@@ -108,6 +113,7 @@ def test_a_slow_account_cannot_starve_the_others():
     waves = [wave(n, big) for n in range(1, 41)] + [wave(n, a) for a in others for n in range(1, 6)]
     reconciler = Reconciler()
     reconciler.hold = big  # every wave of the big account hangs until the others are done
+    reconciler.others = dict.fromkeys(others, 5)
 
     def release_when_others_done() -> None:
         while not all(reconciler.done[a] == 5 for a in others):
@@ -118,7 +124,23 @@ def test_a_slow_account_cannot_starve_the_others():
     watcher.start()
     report = sweeper(Store(waves), reconciler).sweep()
     assert report.outcomes == {"written": 50}
-    assert reconciler.peak[big] <= 2  # it never held more than its lane's share of the pool
+    assert reconciler.peak_held <= 2  # it never held more than its share while the others waited
+
+
+def test_a_lone_account_uses_the_whole_pool():
+    """A single-account hub sweeps as wide as SWEEP_CONCURRENCY, not its per-account bound: the
+    waves meet four at a time at a barrier (which breaks, failing them, if only two ever run)."""
+    waves = [wave(n, ACCOUNTS[0]) for n in range(1, 41)]
+    barrier = threading.Barrier(4, timeout=30)
+
+    class Together(Reconciler):
+        def reconcile_wave(self, key: WaveKey, stored: WaveRecord | None = None) -> Outcome:
+            outcome = super().reconcile_wave(key, stored)
+            barrier.wait()
+            return outcome
+
+    report = sweeper(Store(waves), Together(), per_account=2, total=4).sweep()
+    assert report.outcomes == {"written": 40} and report.errors == 0
 
 
 def test_an_account_that_refuses_its_role_is_reported_on_each_wave_and_the_others_go_on():
