@@ -115,7 +115,7 @@ def topology() -> dict[str, Any]:
             "A rule in each spoke Region forwards DRS's Launch Result events to the hub's bus, whose "
             "policy admits the spokes (deploy/spoke-events.yml, serverless.yml), and the sweep "
             f"reconciles in per-account lanes, at most {SWEEP['account_concurrency']} waves of one "
-            "account at a time (SWEEP_ACCOUNT_CONCURRENCY). DRS's default quotas apply per account "
+            "account at a time while other accounts have waves waiting (SWEEP_ACCOUNT_CONCURRENCY). DRS's default quotas apply per account "
             f"and Region: {DRS_QUOTAS['servers_per_job']} servers per job, "
             f"{DRS_QUOTAS['concurrent_jobs']} concurrent jobs, {DRS_QUOTAS['servers_in_active_jobs']} "
             f"servers across active jobs and about {DRS_QUOTAS['replicating_servers_per_account_region']} "
