@@ -86,9 +86,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+## Every test, in PYTEST_WORKERS processes (pytest-xdist; each test starts the services it needs
+## on its own loopback ports, and the figures are one file per test, so processes share nothing).
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
 	rm -rf $(FIGURES)
-	RELIABILITY_FIGURES=$(FIGURES) $(BIN)/python -m pytest --junitxml=$(FIGURES)/junit.xml $(PYTEST_ARGS)
+	RELIABILITY_FIGURES=$(FIGURES) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal \
+		--junitxml=$(FIGURES)/junit.xml $(PYTEST_ARGS)
 
 ## The deployment artifact serverless.yml points at: our code plus requirements.txt built for
 ## python3.12 on arm64 (the functions' runtime and architecture). Always rebuilds; `package`

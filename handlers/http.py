@@ -14,13 +14,31 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel
 
 from reconciler.errors import TemporaryError, is_temporary
 from reconciler.observability import logger, metrics_count
 from schemas.api import ErrorDocument, request_line_problem
 
 JSON = "application/json"
+
+
+def documented(description: str, model: type[BaseModel] | None = ErrorDocument) -> OpenAPIResponse:
+    """One answer of a route, for docs/openapi.json (`python -m handlers.openapi`)."""
+    if model is None:
+        return {"description": description}
+    return {"description": description, "content": {JSON: {"model": model}}}
+
+
+# What API Gateway itself may answer before a function runs (its body: {"message": ...}).
+GATEWAY_ANSWERS: dict[int, OpenAPIResponse] = {
+    401: documented("No valid credentials (API Gateway)"),
+    403: documented("The caller may not use this route: IAM policy or JWT scope (API Gateway)"),
+    429: documented("Throttled by the stage's route limits (API Gateway)"),
+}
+BUSY = documented("Temporarily unavailable (throttled, busy, unreachable): retry after Retry-After")
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response[str]:

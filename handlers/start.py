@@ -8,24 +8,41 @@ accepted (202) with the wave's `startProblem` and `startRetryAt`, and started la
 table unavailable before anything was written gets 503 with Retry-After.
 `POST /executions/{id}/resume` (only from PAUSED) and `POST /executions/{id}/cancel` are
 conditional writes: of racing operations one wins, and a wrong-state request gets 409 saying why.
+Each accepts an `Idempotency-Key` header (handlers/idempotency.py): a retry with the same key
+gets the first answer instead of acting twice.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from reconciler.errors import PermanentError, TemporaryError
-from reconciler.executions import NotFound, OutcomeUnknown, StartRejected, WrongState
+from reconciler.executions import IdTaken, NotFound, OutcomeUnknown, StartRejected, WrongState
 from reconciler.observability import logger, metrics, tracer
 from reconciler.plans import PlanInvalid, parse_plan
 from reconciler.runtime import services
-from schemas.api import EXECUTION_ID, BodyRefused, ErrorDocument, ExecutionDocument, decode_json_body
+from schemas.api import (
+    EXECUTION_ID,
+    BodyRefused,
+    ErrorDocument,
+    ExecutionDocument,
+    StartRefusedDocument,
+    decode_json_body,
+)
 
-from .http import JSON, answer_busy_with_503, error, refuse_odd_request_lines
+from .http import (
+    BUSY,
+    GATEWAY_ANSWERS,
+    JSON,
+    answer_busy_with_503,
+    documented,
+    error,
+    refuse_odd_request_lines,
+)
+from .idempotency import answer_once, execution_id_for
 
 RETRY_AFTER = "5"
 app = APIGatewayHttpResolver()
@@ -38,8 +55,41 @@ def _bad_request(problems: list[str]) -> Response[str]:
     return Response(400, JSON, body.model_dump_json())
 
 
-@app.post("/executions")
+KEYED = {
+    409: documented("Wrong state, or a request with this Idempotency-Key is still being answered"),
+    422: documented("This Idempotency-Key was used with a different request"),
+}
+
+
+@app.post(
+    "/executions",
+    summary="Record a plan and start its first wave",
+    description="Validates the whole plan (every server known to DRS in its wave's account and "
+    "Region, every spoke role usable) before anything is written or started.",
+    operation_id="createExecution",
+    tags=["operate"],
+    responses={
+        202: documented(
+            "Accepted: recorded, wave 1 started or deferred (Location names it)", ExecutionDocument
+        ),
+        400: documented("Invalid plan or Idempotency-Key (each problem listed)"),
+        409: documented("DRS refused wave 1 for good: recorded FAILED", StartRefusedDocument),
+        413: documented("Body larger than 1,000,000 characters"),
+        415: documented("Content-Type is not application/json"),
+        422: KEYED[422],
+        502: documented("Our own permissions or configuration refused the request"),
+        503: BUSY,
+        **GATEWAY_ANSWERS,
+    },
+)
 def create_execution() -> Response[str]:
+    # Remembered: accepted (202) and refused-for-good (409: recorded FAILED).
+    return answer_once(
+        app.current_event, app.lambda_context, _create, remember={202, 409}, retry_after=RETRY_AFTER
+    )
+
+
+def _create() -> Response[str]:
     event = app.current_event
     try:
         text = event.decoded_body or ""
@@ -51,9 +101,12 @@ def create_execution() -> Response[str]:
         return Response(refused.status, JSON, refused.document.model_dump_json())
     runtime = services()
     try:
-        document = runtime.executions.create(parse_plan(body, runtime.settings.max_servers_per_wave))
+        plan = parse_plan(body, runtime.settings.max_servers_per_wave)
+        document = runtime.executions.create(plan, execution_id_for(event))
     except PlanInvalid as invalid:
         return _bad_request(invalid.problems)
+    except IdTaken as taken:
+        return error(422, f"this Idempotency-Key was used for another plan; use a new key ({taken})")
     except PermanentError as broken:  # e.g. AccessDenied on DescribeSourceServers: ours, not the caller's
         logger.error("execution not started", extra={"error": str(broken)})
         return error(502, f"could not start: {broken}")
@@ -68,12 +121,10 @@ def create_execution() -> Response[str]:
         message = f"DRS or the table is busy or unavailable, nothing was started; retry shortly ({busy})"
         return error(503, message, headers={"Retry-After": RETRY_AFTER})
     except StartRejected as rejected:  # refused for good: recorded FAILED, never started later
-        status = 409
-        payload = {
-            "message": f"DRS did not start wave 1: {rejected}",
-            "execution": rejected.document.model_dump(by_alias=True),
-        }
-        return Response(status, JSON, json.dumps(payload))
+        body = StartRefusedDocument(
+            message=f"DRS did not start wave 1: {rejected}", execution=rejected.document
+        )
+        return Response(409, JSON, body.model_dump_json(by_alias=True))
     logger.info("execution accepted", extra={"executionId": document.execution_id})
     return Response(
         202,
@@ -102,14 +153,55 @@ def _operate(execution_id: str, operation: str) -> Response[str]:
     return Response(200, JSON, document.model_dump_json(by_alias=True))
 
 
-@app.post("/executions/<executionId>/resume")
+def _operate_once(execution_id: str, operation: str) -> Response[str]:
+    return answer_once(
+        app.current_event,
+        app.lambda_context,
+        lambda: _operate(execution_id, operation),
+        remember={200},
+        retry_after=RETRY_AFTER,
+    )
+
+
+def _control(summary: str, description: str, operation_id: str) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "description": description,
+        "operation_id": operation_id,
+        "tags": ["operate"],
+        "responses": {
+            200: documented("The execution after the change", ExecutionDocument),
+            400: documented("executionId or Idempotency-Key is malformed"),
+            404: documented("No such execution"),
+            **KEYED,
+            503: BUSY,
+            **GATEWAY_ANSWERS,
+        },
+    }
+
+
+@app.post(
+    "/executions/<executionId>/resume",
+    **_control(
+        "Resume a paused execution",
+        "Releases the wave it waits before (only from PAUSED).",
+        "resumeExecution",
+    ),
+)
 def resume_execution(executionId: str) -> Response[str]:
-    return _operate(executionId, "resume")
+    return _operate_once(executionId, "resume")
 
 
-@app.post("/executions/<executionId>/cancel")
+@app.post(
+    "/executions/<executionId>/cancel",
+    **_control(
+        "Cancel an execution",
+        "Waves not started never start; a running DRS job is left to finish.",
+        "cancelExecution",
+    ),
+)
 def cancel_execution(executionId: str) -> Response[str]:
-    return _operate(executionId, "cancel")
+    return _operate_once(executionId, "cancel")
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -74,6 +74,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, QUERY, FOO...) is answered like API Gateway answers a
+        request no route matches (404), not with http.server's own 501 page."""
+        if name.startswith("do_"):
+            return self.do_GET
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 

@@ -90,8 +90,10 @@ def http_event(
     handler directly; the local HTTP API passes the route it matched in serverless.yml.
     """
     if route is None:
-        route = "POST /executions" if method == "POST" else "GET /executions/{executionId}"
         parts = path.strip("/").split("/")
+        route = "POST /executions" if method == "POST" else "GET /executions/{executionId}"
+        if method == "GET" and parts == ["executions"]:
+            route = "GET /executions"
         if len(parts) == 2 and parts[0] == "executions":
             path_parameters = {"executionId": parts[1]}
     now = datetime.now(UTC)

@@ -409,11 +409,17 @@ class LocalStack:
         return self.invoke("sweep", {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
 
     def http(
-        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        query: str = "",
     ) -> tuple[int, dict[str, str], Any]:
         """One API request through the read (GET) or start (POST) function; JSON bodies decoded."""
         function = "start" if method == "POST" else "read"
-        reply = self.invoke(function, http_event(method, path, body=body, headers=headers))
+        reply = self.invoke(function, http_event(method, path, body=body, headers=headers, query=query))
         text = reply.get("body") or ""
         try:
             decoded: Any = json.loads(text) if text else None

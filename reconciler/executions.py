@@ -23,7 +23,7 @@ from schemas.times import iso_z
 
 from .controls import Controls, NotFound, WrongState
 from .documents import execution_document
-from .errors import PermanentError, ReconcilerError, TemporaryError, classify_aws_error
+from .errors import PermanentError, ReconcilerError, TemporaryError, VersionConflict, classify_aws_error
 from .finish import Finisher
 from .observability import logger, metrics_count
 from .observe import DRS_FILTER_MAX, chunks
@@ -35,7 +35,7 @@ from .spokes import AccessLevel, Target, WaveClients
 from .starts import Answer, Starter
 from .store import TooLarge, WaveStore
 
-__all__ = ["Executions", "NotFound", "OutcomeUnknown", "StartRejected", "WrongState"]
+__all__ = ["Executions", "IdTaken", "NotFound", "OutcomeUnknown", "StartRejected", "WrongState"]
 
 # A plan already known to be wrong costs DRS at most this many lookups of its servers.
 LOOKUP_WHEN_INVALID = 1000
@@ -49,6 +49,10 @@ class StartRejected(ReconcilerError):
         self.code = code
         self.message = message
         self.document = document
+
+
+class IdTaken(PermanentError):
+    """The execution id the caller chose (an Idempotency-Key's) already names another plan."""
 
 
 class OutcomeUnknown(TemporaryError):
@@ -131,10 +135,15 @@ class Executions:
 
     # ------------------------------------------------------------------ a new execution
 
-    def create(self, request: CreateExecutionRequest) -> ExecutionDocument:
+    def create(self, request: CreateExecutionRequest, execution_id: str | None = None) -> ExecutionDocument:
         """Validate the plan (DRS must know every server in its wave's target, and every spoke
         target's roles must work), record it with wave 1's start claimed in the same
-        transaction, then start wave 1. Nothing is written or started while any problem stands."""
+        transaction, then start wave 1. Nothing is written or started while any problem stands.
+
+        `execution_id` (derived from an Idempotency-Key) makes the create itself idempotent: when
+        that id is already recorded with this very plan, its document is the answer and nothing
+        is started here (a create that crashed after recording leaves wave 1's claim, which the
+        sweep takes up after the start grace); with another plan, IdTaken."""
         hub = self._targets.hub
         problems = plan_problems(request, self._max, (hub.account_id, hub.region))
         wanted: dict[Target, list[str]] = {}
@@ -150,9 +159,14 @@ class Executions:
                 problems += self._check_target(target, ids, hostnames)
         if problems:
             raise PlanInvalid(problems)
-        execution_id = self._new_id()
+        chosen = execution_id is not None
+        execution_id = execution_id or self._new_id()
         try:
             execution, waves = self._record(execution_id, request, hostnames, hub)
+        except VersionConflict:
+            if not chosen:
+                raise
+            return self._already_recorded(execution_id, request, hub)
         except TemporaryError as unknown:
             # The transaction may have committed though no answer said so (every re-send of its
             # token failed, or is still in progress): a 503 "nothing was recorded" would make the
@@ -228,6 +242,42 @@ class Executions:
         except TooLarge as error:
             raise PlanInvalid([f"plan too large to record at once: {error}"]) from error
         return execution, waves
+
+    def _already_recorded(
+        self, execution_id: str, request: CreateExecutionRequest, hub: Target
+    ) -> ExecutionDocument:
+        found = self._store.get_execution(execution_id)
+        if found is None:  # the conflict was not this id's item after all
+            raise TemporaryError(f"could not record execution {execution_id}; retry shortly")
+        execution, waves = found
+        planned = [
+            (
+                w.name,
+                tuple(w.source_server_ids),
+                wave_target(w, (hub.account_id, hub.region)),
+                w.pause_before_wave,
+            )
+            for w in request.waves
+        ]
+        recorded = [
+            (
+                w.name,
+                tuple(s.source_server_id for s in w.servers),
+                (w.account_id, w.region),
+                w.pause_before_wave,
+            )
+            for w in waves
+        ]
+        same = (execution.name, execution.is_drill, execution.stop_on_partial, recorded) == (
+            request.name,
+            request.is_drill,
+            request.stop_on_partial,
+            planned,
+        )
+        if not same:
+            raise IdTaken(f"execution {execution_id} was recorded for another plan")
+        logger.info("execution already recorded under this id", extra={"executionId": execution_id})
+        return execution_document(execution, waves)
 
     def _confirm_recorded(
         self, execution_id: str, cause: TemporaryError

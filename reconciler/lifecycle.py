@@ -70,6 +70,17 @@ def derive_status(execution: ExecutionRecord, waves: list[WaveRecord]) -> Execut
     return execution_status(waves)
 
 
+def listed_status(execution: ExecutionRecord) -> ExecutionStatus:
+    """The status the execution is listed under (`GET /executions`), from its own item only:
+    its final status once finished, PAUSED while it waits for an operator, RUNNING otherwise
+    (PENDING included). The store writes it on every write of the execution's item."""
+    if execution.status is not None and execution.is_finished:
+        return execution.status
+    if execution.paused_before is not None and execution.cancel_requested_at is None:
+        return ExecutionStatus.PAUSED
+    return ExecutionStatus.RUNNING
+
+
 def outbox_is_orphaned(updated_at: str, now: datetime) -> bool:
     """An item's pending events were written long enough ago that their writer is gone."""
     return now >= parse_time(updated_at) + OUTBOX_GRACE

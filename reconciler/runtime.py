@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
 
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
 from .clients import AwsClients, aws_clients, client
 from .executions import Executions
 from .observe import DrsObserver
@@ -27,6 +29,9 @@ from .settings import Settings
 from .spokes import SpokeCredentials, SpokeRoles, TargetClients, WaveClients, partition_of
 from .store import WaveStore
 from .sweep import Sweeper
+
+# The partition of Idempotency-Key records (serverless.yml lets the start role delete only there).
+IDEMPOTENCY_PK = "IDEMPOTENCY"
 
 
 def utc_now() -> datetime:
@@ -106,6 +111,7 @@ class Services:
                 account_concurrency=settings.sweep_account_concurrency,
                 target_of=wave_clients.targets.target_of,
                 clock=clock,
+                stuck_after=timedelta(minutes=settings.stuck_wave_minutes),
             ),
             executions=executions,
         )
@@ -156,8 +162,24 @@ def read_store() -> WaveStore:
     return WaveStore(client("dynamodb"), Settings.from_env(os.environ).table_name)
 
 
+@lru_cache(maxsize=1)
+def idempotency_store() -> DynamoDBPersistenceLayer:
+    """Powertools' idempotency records for Idempotency-Key (handlers/idempotency.py), in our
+    table under one partition (`IDEMPOTENCY`, one item per caller and key), expiring through the
+    table's TTL attribute. It uses our DynamoDB client, so the one retry policy applies."""
+    return DynamoDBPersistenceLayer(
+        table_name=Settings.from_env(os.environ).table_name,
+        key_attr="pk",
+        sort_key_attr="sk",
+        static_pk_value=IDEMPOTENCY_PK,
+        expiry_attr="expiresAt",
+        boto3_client=client("dynamodb"),
+    )
+
+
 def reset() -> None:
     """Forget cached settings and clients (tests re-point the environment between cases)."""
     services.cache_clear()
     read_store.cache_clear()
+    idempotency_store.cache_clear()
     client.cache_clear()

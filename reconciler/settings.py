@@ -43,6 +43,10 @@ class Settings(BaseModel):
     spoke_start_role: str = Field(default="drs-reconciler-start", pattern=r"^[\w+=,.@-]{1,64}$")
     # The sweep's waves of one account at once, at most (DRS throttles per account).
     sweep_account_concurrency: int = Field(default=2, ge=1, le=64)
+    # How long an Idempotency-Key's answer is kept (and the key refused for another request).
+    idempotency_hours: int = Field(default=24, ge=1, le=720)
+    # A wave LAUNCHING longer than this is counted stuck by the sweep (its alarm); at most a week.
+    stuck_wave_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -66,6 +70,8 @@ class Settings(BaseModel):
             "spoke_observe_role": "SPOKE_OBSERVE_ROLE",
             "spoke_start_role": "SPOKE_START_ROLE",
             "sweep_account_concurrency": "SWEEP_ACCOUNT_CONCURRENCY",
+            "idempotency_hours": "IDEMPOTENCY_HOURS",
+            "stuck_wave_minutes": "STUCK_WAVE_MINUTES",
         }
         values = {field: environ[env] for field, env in names.items() if environ.get(env)}
         if "hub_region" not in values and environ.get("AWS_DEFAULT_REGION"):

@@ -4,7 +4,9 @@ One table. An execution is `pk=EXEC#<id>, sk=EXEC`; each wave is `pk=EXEC#<id>, 
 and holds its servers, so one Query reads a whole execution and one UpdateItem changes a whole
 wave atomically. Two sparse, keys-only indexes: `byJob` (a wave from its DRS job id) and
 `inflight` (waves with a job, or a requested start, that are not yet terminal; sharded so the
-index's writes spread).
+index's writes spread). Two more hold execution items only, for the list (`listed`,
+`listedStatus` are written on those alone, so no wave write touches them): `byCreated` and
+`byStatus`, newest first by `createdAt`, with the summary's attributes projected.
 Every mutable item carries `version`; `_version_guard` states the rule once, after PynamoDB:
 no stored version means the item must not exist, otherwise the stored version must equal the
 one we read, and the write stores the next one (I3, I4).
@@ -41,11 +43,14 @@ from .errors import (
     classify_aws_error,
     client_error_code,
 )
-from .lifecycle import with_wave_event
+from .lifecycle import listed_status, with_wave_event
 from .observability import logger, metrics_count
 
 JOB_INDEX = "byJob"
 INFLIGHT_INDEX = "inflight"
+LIST_INDEX = "byCreated"  # hash `listed` (LISTED on every execution item), range createdAt
+LIST_STATUS_INDEX = "byStatus"  # hash `listedStatus`, range createdAt
+LISTED = "EXECUTION"
 INFLIGHT_SHARDS = 4
 ITEM_LIMIT_BYTES = 400 * 1024
 ITEM_GUARD_BYTES = 350 * 1024
@@ -255,6 +260,50 @@ class WaveStore:
                 if "LastEvaluatedKey" not in page:
                     break
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def list_executions(
+        self,
+        *,
+        status: str | None,
+        created_from: str | None,
+        created_to: str | None,
+        limit: int,
+        start_key: dict[str, Any] | None,
+    ) -> tuple[list[ExecutionRecord], dict[str, Any] | None]:
+        """One page of execution items, newest first: one Query of `byStatus` (with a status)
+        or `byCreated`, `createdAt` bounded by the inclusive window. Returns the records and the
+        key to continue from (None on the last page). An index is eventually consistent: an
+        execution created a moment ago may not be listed yet."""
+        index, hash_name, hash_value = (
+            (LIST_STATUS_INDEX, "listedStatus", status) if status else (LIST_INDEX, "listed", LISTED)
+        )
+        names = {"#h": hash_name}
+        values: dict[str, Any] = {":h": {"S": hash_value}}
+        condition = "#h = :h"
+        if created_from or created_to:
+            names["#c"] = "createdAt"
+            if created_from and created_to:
+                condition += " AND #c BETWEEN :from AND :to"
+            else:
+                condition += " AND #c >= :from" if created_from else " AND #c <= :to"
+            if created_from:
+                values[":from"] = {"S": created_from}
+            if created_to:
+                values[":to"] = {"S": created_to}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
+        page = self._call("query", request)
+        records = [ExecutionRecord.model_validate(from_attrs(item)) for item in page.get("Items", [])]
+        return records, page.get("LastEvaluatedKey")
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -481,6 +530,8 @@ class WaveStore:
             "sk": key.sk,
             "itemType": "EXECUTION",
             **execution.model_dump(by_alias=True, exclude_none=True, mode="json"),
+            "listed": LISTED,
+            "listedStatus": listed_status(execution).value,
         }
         if not execution.is_finished or execution.outbox:
             plain["inflight"] = inflight_shard(key)

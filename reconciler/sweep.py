@@ -12,6 +12,10 @@ slow account cannot starve the others; a lane alone with work may use every free
 single-account hub sweeps as wide as `concurrency`). A lane whose account refuses its role is reported once per wave (the wave's
 `accessProblem`, without asking STS again) and the other lanes go on. One wave's failure is
 logged and counted, and never stops the others.
+
+Each pass also counts the waves LAUNCHING for longer than `stuck_after` (WavesStuckLaunching,
+0 included, so its alarm always has data): a DRS job that never ends is not something the sweep
+can fix, an operator has to look.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from schemas.records import WaveRecord
+from schemas.records import WaveRecord, WaveStatus
+from schemas.times import parse_time
 
 from .errors import PermanentError, ReconcilerError
 from .executions import Executions
@@ -32,6 +37,8 @@ from .spokes import SpokeAccessError, Target
 from .store import EXECUTION_SK, INFLIGHT_SHARDS, WaveKey, WaveStore
 
 EXECUTIONS_LANE = "executions"  # execution items: advanced, in a lane of their own
+# A wave LAUNCHING longer than this is stuck (STUCK_WAVE_MINUTES, stage param stuckWaveMinutes).
+DEFAULT_STUCK_AFTER = timedelta(minutes=60)
 
 
 @dataclass
@@ -40,6 +47,7 @@ class SweepReport:
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: int = 0
     unreachable: Counter[str] = field(default_factory=Counter)  # waves by account not reached
+    stuck_launching: int = 0  # waves LAUNCHING longer than the pass's `stuck_after`
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -47,7 +55,20 @@ class SweepReport:
             "outcomes": dict(self.outcomes),
             "errors": self.errors,
             "unreachable": dict(self.unreachable),
+            "stuckLaunching": self.stuck_launching,
         }
+
+
+def launching_since(wave: WaveRecord) -> datetime | None:
+    """When a LAUNCHING wave's launch began: its job's creation, else its start request; None
+    for any other status or a wave with neither time."""
+    if wave.status is not WaveStatus.LAUNCHING:
+        return None
+    since = wave.start_time or wave.start_requested_at
+    try:
+        return parse_time(since) if since else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -69,8 +90,10 @@ class Sweeper:
         account_concurrency: int | None = None,
         target_of: Callable[[WaveRecord], Target] | None = None,
         reserve: timedelta = timedelta(seconds=15),
+        stuck_after: timedelta = DEFAULT_STUCK_AFTER,
     ) -> None:
         self._clock = clock
+        self._stuck_after = stuck_after
         self._reserve_ms = reserve.total_seconds() * 1000
         self._executions = executions
         self._store = store
@@ -79,17 +102,28 @@ class Sweeper:
         self._per_lane = account_concurrency or concurrency
         self._target_of = target_of
 
-    def sweep(self, time_left_ms: Callable[[], int] | None = None) -> SweepReport:
-        """One pass; `time_left_ms` is the invocation's remaining time (Lambda's context)."""
+    def sweep(
+        self,
+        time_left_ms: Callable[[], int] | None = None,
+        *,
+        stuck_after: timedelta | None = None,
+    ) -> SweepReport:
+        """One pass; `time_left_ms` is the invocation's remaining time (Lambda's context), and a
+        wave LAUNCHING for longer than `stuck_after` (by default the sweeper's) is counted as stuck."""
+        stuck_after = stuck_after or self._stuck_after
         report = SweepReport()
-        first_shard = int(self._clock().timestamp() // 60) % INFLIGHT_SHARDS  # a new one each minute
+        now = self._clock()
+        first_shard = int(now.timestamp() // 60) % INFLIGHT_SHARDS  # a new one each minute
         keys = list(self._store.inflight_waves(first_shard))
         with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="sweep") as pool:
             lanes: dict[str, _Lane] = {}
             for key, wave in zip(keys, pool.map(self._read, keys), strict=True):
                 lanes.setdefault(self._lane_of(key, wave), _Lane()).items.append((key, wave))
+                if wave is not None:
+                    report.stuck_launching += self._is_stuck(wave, now - stuck_after)
             self._run(pool, lanes, report, time_left_ms)
         metrics_count("SweptWaves", report.visited)
+        metrics_count("WavesStuckLaunching", report.stuck_launching)
         if report.errors:
             metrics_count("SweepErrors", report.errors)
         deferred = report.outcomes.get("deferred", 0)
@@ -101,6 +135,23 @@ class Sweeper:
             )
         logger.info("sweep finished", extra=report.as_dict())
         return report
+
+    @staticmethod
+    def _is_stuck(wave: WaveRecord, cutoff: datetime) -> bool:
+        """LAUNCHING since before `cutoff` (as read before this pass reconciles it); logged."""
+        since = launching_since(wave)
+        if since is None or since >= cutoff:
+            return False
+        logger.warning(
+            "wave stuck LAUNCHING",
+            extra={
+                "executionId": wave.execution_id,
+                "waveNumber": wave.wave_number,
+                "jobId": wave.job_id,
+                "launchingSince": since.isoformat(),
+            },
+        )
+        return True
 
     def _read(self, key: WaveKey) -> WaveRecord | None:
         """The wave as stored (its target names its lane); None for an execution item or a wave

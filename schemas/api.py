@@ -1,24 +1,26 @@
-"""The HTTP API's request and response documents.
+"""The HTTP API's request and response documents, and the list's query.
 
-The execution document keeps the camelCase field names legacy DR front ends already read, so a
-page built for the old backend can point at this one. The request model checks shape and types
-only (strictly: `"isDrill": "yes"` is an error, not a truthy string); the plan's meaning (id
-formats, sizes, duplicates, servers DRS knows) is checked by the domain, which lists every
-problem at once.
+Field names are camelCase on the wire; waves are numbered from 1. docs/openapi.json is generated
+from these models (`python -m handlers.openapi`), so they are the API's one description. The
+request model checks shape and types only (strictly: `"isDrill": "yes"` is an error, not a
+truthy string); the plan's meaning (id formats, sizes, duplicates, servers DRS knows) is checked
+by the domain, which lists every problem at once.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 # Use with `fullmatch`: `$` would also accept a trailing newline.
 EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 SOURCE_SERVER_ID = re.compile(r"s-[0-9a-zA-Z]{17}")
+# The Idempotency-Key header of the operating routes (handlers/idempotency.py).
+IDEMPOTENCY_KEY = r"^[A-Za-z0-9._:-]{1,128}$"
 # A wave's target (docs/multi-account.md): an AWS account id and a Region name.
 ACCOUNT_ID = r"^[0-9]{12}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
@@ -36,7 +38,12 @@ def _displayable(value: str) -> str:
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_displayable)]
+# The pattern documents `_displayable` in docs/openapi.json; the validator gives the clearer message.
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=128, json_schema_extra={"pattern": f"^[^{_HIDDEN.pattern[1:-1]}]+$"}),
+    AfterValidator(_displayable),
+]
 
 
 def request_line_problem(method: str, path: str) -> str | None:
@@ -124,6 +131,58 @@ class ExecutionDocument(_ApiModel):
     waves: list[WaveDocument]
 
 
+# The statuses an execution is listed under (`reconciler.lifecycle.listed_status`): PENDING is
+# listed as RUNNING (the list reads the execution's item only, not its waves).
+ListedStatus = Literal["RUNNING", "PAUSED", "COMPLETED", "PARTIAL", "FAILED", "CANCELLED"]
+LIST_LIMIT_DEFAULT = 20
+LIST_LIMIT_MAX = 100
+# An opaque page token: URL-safe base64 of a small JSON document (reconciler/listing.py).
+PAGE_TOKEN = r"^[A-Za-z0-9_-]{1,1024}$"
+
+
+class ListQuery(_ApiModel):
+    """`GET /executions`'s query parameters. Unknown parameters are refused (a typo such as
+    `?stauts=FAILED` must not silently list everything)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", frozen=True)
+
+    status: ListedStatus | None = Field(
+        default=None, description="Only executions listed with this status (PENDING is listed as RUNNING)."
+    )
+    created_from: AwareDatetime | None = Field(
+        default=None, description="Only executions created at or after this moment (ISO 8601 with a zone)."
+    )
+    created_to: AwareDatetime | None = Field(
+        default=None, description="Only executions created at or before this moment (ISO 8601 with a zone)."
+    )
+    limit: int = Field(default=LIST_LIMIT_DEFAULT, ge=1, le=LIST_LIMIT_MAX, description="Page size.")
+    page_token: str | None = Field(
+        default=None,
+        pattern=PAGE_TOKEN,
+        description="The previous page's nextPageToken, with the same filters.",
+    )
+
+
+class ExecutionSummary(_ApiModel):
+    """One row of the execution list: what the execution's own item records (the detail,
+    `GET /executions/{executionId}`, derives its status from the waves and is authoritative)."""
+
+    execution_id: str
+    name: str
+    is_drill: bool
+    status: ListedStatus
+    wave_count: int
+    created_at: str
+    end_time: str | None = None
+    paused_before_wave: int | None = None
+    cancel_requested_at: str | None = None
+
+
+class ExecutionList(_ApiModel):
+    executions: list[ExecutionSummary]
+    next_page_token: str | None = None
+
+
 # An error lists at most MAX_PROBLEMS problems, each cut to PROBLEM_CHARS: a hostile body must not
 # make an answer larger than itself (or than Lambda's 6 MB response limit, which would be a 5xx).
 MAX_PROBLEMS = 20
@@ -142,6 +201,13 @@ def _capped(problems: list[str]) -> list[str]:
 class ErrorDocument(_ApiModel):
     message: str
     problems: Annotated[list[str], AfterValidator(_capped)] = Field(default_factory=list)
+
+
+class StartRefusedDocument(_ApiModel):
+    """POST /executions's 409: DRS refused wave 1 for good; the execution as recorded (FAILED)."""
+
+    message: str
+    execution: ExecutionDocument
 
 
 class BodyRefused(ValueError):

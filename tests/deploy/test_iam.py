@@ -186,4 +186,4 @@ def test_the_project_s_roles_need_no_packaging() -> None:
         assert roles.denied(starter, "drs:StartRecovery", {"tags": {"k": "v"}}) == []
     assert "iam:PassRole" in roles.denied("reconcile", "drs:StartRecovery", {})
     delete = {"TransactItems": [{"Delete": {}}]}
-    assert roles.denied("start", "dynamodb:TransactWriteItems", delete) == ["dynamodb:DeleteItem"]
+    assert roles.denied("advance", "dynamodb:TransactWriteItems", delete) == ["dynamodb:DeleteItem"]

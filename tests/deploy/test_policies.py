@@ -135,8 +135,20 @@ def run_every_path(stack: LocalStack, clock: Clock) -> None:
     complete_job(stack, wave["jobId"])
     stack.deliver(wave["jobId"], wave["servers"][0]["sourceServerId"])
     assert stack.get_execution(second)["status"] == "PAUSED"
-    assert stack.http("POST", f"/executions/{second}/resume")[0] == 200
-    assert stack.http("POST", f"/executions/{second}/cancel")[0] == 200
+    # With Idempotency-Key: a resume answered twice (the retry replays the remembered answer), a
+    # cancel, and a refused plan whose key record is deleted again (nothing remembered)
+    keyed = {"Idempotency-Key": "resume-second"}
+    assert stack.http("POST", f"/executions/{second}/resume", headers=keyed)[0] == 200
+    assert stack.http("POST", f"/executions/{second}/resume", headers=keyed)[0] == 200
+    assert (
+        stack.http("POST", f"/executions/{second}/cancel", headers={"Idempotency-Key": "cancel-second"})[0]
+        == 200
+    )
+    refused = {"name": "empty", "isDrill": True, "waves": []}
+    assert stack.http("POST", "/executions", body=refused, headers={"Idempotency-Key": "refused"})[0] == 400
+    # The list, unfiltered and by status
+    assert stack.http("GET", "/executions", query="limit=1")[0] == 200
+    assert stack.http("GET", "/executions", query="status=RUNNING")[0] == 200
     # A third POST loses DRS's answer; cancelled after the start grace, it adopts the job DRS did
     # start (by its tags) rather than hide a running recovery behind CANCELLED
     lose_the_answer(stack, job_created=True)
@@ -464,11 +476,27 @@ def test_every_role_s_inline_policies_fit_iam_s_size_limit(packaged: Template) -
         assert size < INLINE_POLICY_LIMIT * 0.8, (function, size)
 
 
+def _idempotency_record(params: dict[str, Any]) -> bool:
+    key = params.get("Key") or params.get("Item") or {}
+    return bool(key.get("pk") == {"S": runtime.IDEMPOTENCY_PK})
+
+
 def test_every_item_write_is_conditional(calls: dict[str, list[tuple[str, dict[str, Any]]]]) -> None:
+    """Every write of an execution or wave item is conditional (I3). The one exception is
+    Powertools' idempotency record of the start function: it turns its own record COMPLETED (or
+    deletes it) unconditionally once its conditional in-progress put made it the record's only
+    writer; those writes touch the IDEMPOTENCY partition only."""
     writes = 0
     for function, found in calls.items():
         for operation, params in found:
-            if operation in ("dynamodb:UpdateItem", "dynamodb:PutItem"):
+            if _idempotency_record(params):
+                assert function == "start" and operation in (
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:DeleteItem",
+                )
+                assert operation != "dynamodb:PutItem" or params.get("ConditionExpression")
+            elif operation in ("dynamodb:UpdateItem", "dynamodb:PutItem"):
                 writes += 1
                 assert params.get("ConditionExpression"), (function, operation, params.get("Key"))
             elif operation == "dynamodb:TransactWriteItems":
@@ -486,7 +514,10 @@ def test_table_permissions_name_the_table_never_a_wildcard(packaged: Template) -
         for statement in statements(packaged, function):
             if any(a.startswith("dynamodb:") for a in _listed(statement["Action"])):
                 assert "*" not in _listed(statement["Resource"]), function
-                assert not set(_listed(statement["Action"])) & {
-                    "dynamodb:DeleteItem",
-                    "dynamodb:BatchWriteItem",
-                }
+                assert "dynamodb:BatchWriteItem" not in _listed(statement["Action"])
+                if "dynamodb:DeleteItem" in _listed(statement["Action"]):
+                    # Only the start function, only its Idempotency-Key records: no item of an
+                    # execution can be deleted by any role.
+                    assert (function, _listed(statement["Action"])) == ("start", ["dynamodb:DeleteItem"])
+                    leading = statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
+                    assert _listed(leading) == [runtime.IDEMPOTENCY_PK]

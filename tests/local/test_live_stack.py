@@ -45,6 +45,7 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
 
 def test_http_api_answers_like_api_gateway(live: LiveStack) -> None:
     assert {(m, p) for m, p, _ in serverless.http_routes()} == {
+        ("GET", "/executions"),
         ("GET", "/executions/{executionId}"),
         ("POST", "/executions"),
         ("POST", "/executions/{executionId}/resume"),
@@ -74,6 +75,8 @@ def test_http_api_answers_like_api_gateway(live: LiveStack) -> None:
     status, _, answer = live.http("GET", "/nowhere")
     assert (status, answer) == (404, {"message": "Not Found"})
     assert live.http("DELETE", f"/executions/{execution_id}")[0] == 404  # no such route
+    for method in ("TRACE", "QUERY", "FOO"):  # any method, even one http.server does not know
+        assert live.http(method, "/executions")[:3:2] == (404, {"message": "Not Found"}), method
     assert live.http("POST", "/executions", body="{not json")[0] == 400
 
 

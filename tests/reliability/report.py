@@ -41,6 +41,13 @@ DEFAULT_FOLDER = ROOT / "build" / "reliability"
 JUNIT = "junit.xml"
 LONG_FAULTS_TARGET = 10_000
 BAD_INPUTS_TARGET = 1_000
+# The HTTP API's operations, as docs/openapi.json describes them: the fuzzer must reach every one.
+API_OPERATIONS = sum(
+    len(operations)
+    for operations in json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())[
+        "paths"
+    ].values()
+)
 MUTATION_TARGET = 0.85
 # The faults of local/faults.py the state machine plays (local.live.cloud_fault_key): each must
 # fire at least once in every profile.
@@ -110,6 +117,7 @@ def summarize(figures: dict[str, dict[str, Any]], tests: tuple[int, int], profil
     history = figures.get("history", {})
     fidelity = figures.get("fidelity", {})
     mutation = figures.get("mutation", {})
+    fuzz = figures.get("api_fuzz", {})  # tests/e2e/test_api_fuzz.py, in `make test` only
     faults = dict(sorted(machine.get("faults", {}).items()))
     scenario = dict(sorted(machine.get("scenario_events", {}).items()))
     waves = machine.get("waves", 0)
@@ -135,7 +143,10 @@ def summarize(figures: dict[str, dict[str, Any]], tests: tuple[int, int], profil
         "bad_inputs": tried,
         "bad_inputs_rejected": bad.get("bad_inputs_rejected", 0),
         "bad_inputs_rejected_share": round(bad.get("bad_inputs_rejected", 0) / tried, 4) if tried else None,
-        "http_5xx": bad.get("http_5xx", 0) + machine.get("http_5xx", 0),
+        "http_5xx": bad.get("http_5xx", 0) + machine.get("http_5xx", 0) + fuzz.get("http_5xx", 0),
+        "api_fuzz": {
+            k: fuzz[k] for k in ("requests", "operations", "http_5xx", "failed_operations") if k in fuzz
+        },
         "state_changes_from_bad_input": bad.get("state_changes", 0),
         "lost_updates": history.get("lost_updates", 0) + fidelity.get("lost_increments", 0),
         "version_gaps": history.get("version_gaps", 0),
@@ -157,6 +168,12 @@ def summarize(figures: dict[str, dict[str, Any]], tests: tuple[int, int], profil
     }
 
 
+def _fuzz(fuzz: dict[str, Any]) -> str:
+    if not fuzz:
+        return "not run here (`make test` runs it)"
+    return f"{fuzz['requests']} / {fuzz['operations']} / {fuzz['http_5xx']} / {fuzz['failed_operations']}"
+
+
 def missed_targets(summary: dict[str, Any]) -> list[str]:
     missed = []
     checks = [
@@ -165,6 +182,14 @@ def missed_targets(summary: dict[str, Any]) -> list[str]:
         (summary["bad_inputs"] >= BAD_INPUTS_TARGET, f">= {BAD_INPUTS_TARGET} distinct bad inputs"),
         (summary["bad_inputs_rejected_share"] == 1, "every bad input rejected cleanly"),
         (summary["http_5xx"] == 0, "no 5xx"),
+        (
+            not summary["api_fuzz"]
+            or (
+                summary["api_fuzz"].get("operations") == API_OPERATIONS
+                and not summary["api_fuzz"].get("failed_operations")
+            ),
+            f"the API fuzzer exercised all {API_OPERATIONS} operations, every answer as documented",
+        ),
         (summary["lost_updates"] == 0 and summary["version_gaps"] == 0, "no lost update, no version gap"),
         (summary["torn_reads"] == 0 and summary["regressions"] == 0, "no torn read, no regression"),
         (summary["converged_share"] == 1, "every wave converged after one sweep"),
@@ -240,6 +265,10 @@ def table(
         ("bad inputs rejected cleanly", f"{summary['bad_inputs_rejected']} ({_percent(share)})"),
         ("state changes from bad input", summary["state_changes_from_bad_input"]),
         ("HTTP 5xx", summary["http_5xx"]),
+        (
+            "API fuzz (Schemathesis): requests / operations / 5xx / operations failing",
+            _fuzz(summary["api_fuzz"]),
+        ),
         ("reads checked (API polls + history reads)", summary["reads_checked"]),
         ("torn reads", summary["torn_reads"]),
         ("regressions", summary["regressions"]),

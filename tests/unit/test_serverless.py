@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from reconciler.lifecycle import EVENT_SOURCE, EXECUTION_COMPLETED, WAVE_COMPLETED
-from reconciler.store import INFLIGHT_INDEX, JOB_INDEX
-from schemas.records import TERMINAL_WAVE_STATUSES
+from reconciler.store import INFLIGHT_INDEX, JOB_INDEX, LIST_INDEX, LIST_STATUS_INDEX
+from schemas.records import TERMINAL_WAVE_STATUSES, ExecutionRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG: dict[str, Any] = yaml.safe_load((ROOT / "serverless.yml").read_text())
@@ -44,15 +44,16 @@ def test_sweep_runs_every_minute_alone():
     assert sweep["reservedConcurrency"] == 1
 
 
-def test_http_routes_all_take_the_stage_s_authorizer():
-    route = "${param:routeAuthorizer}"
+def test_http_routes_take_the_authorizer_of_their_kind():
+    read, operate = "${param:routeAuthorizerRead}", "${param:routeAuthorizerOperate}"
     assert [e["httpApi"] for e in FUNCTIONS["read"]["events"]] == [
-        {"method": "GET", "path": "/executions/{executionId}", "authorizer": route}
+        {"method": "GET", "path": "/executions", "authorizer": read},
+        {"method": "GET", "path": "/executions/{executionId}", "authorizer": read},
     ]
     assert [e["httpApi"] for e in FUNCTIONS["start"]["events"]] == [
-        {"method": "POST", "path": "/executions", "authorizer": route},
-        {"method": "POST", "path": "/executions/{executionId}/resume", "authorizer": route},
-        {"method": "POST", "path": "/executions/{executionId}/cancel", "authorizer": route},
+        {"method": "POST", "path": "/executions", "authorizer": operate},
+        {"method": "POST", "path": "/executions/{executionId}/resume", "authorizer": operate},
+        {"method": "POST", "path": "/executions/{executionId}/cancel", "authorizer": operate},
     ]
 
 
@@ -76,9 +77,18 @@ def test_the_table_is_on_demand_recoverable_retained_and_has_the_indexes_the_sto
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     indexes = {index["IndexName"]: index for index in properties["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {JOB_INDEX, INFLIGHT_INDEX}
+    assert set(indexes) == {JOB_INDEX, INFLIGHT_INDEX, LIST_INDEX, LIST_STATUS_INDEX}
     assert indexes[JOB_INDEX]["KeySchema"][0]["AttributeName"] == "jobId"
     assert indexes[INFLIGHT_INDEX]["KeySchema"][0]["AttributeName"] == "inflight"
+    for name, hash_key in [(LIST_INDEX, "listed"), (LIST_STATUS_INDEX, "listedStatus")]:
+        keys = [(k["AttributeName"], k["KeyType"]) for k in indexes[name]["KeySchema"]]
+        assert keys == [(hash_key, "HASH"), ("createdAt", "RANGE")]
+        # The list builds an ExecutionRecord from what the index projects: every required field.
+        projection = indexes[name]["Projection"]
+        projected = {*projection["NonKeyAttributes"], "createdAt", "pk", "sk"}
+        required = {f.alias or n for n, f in ExecutionRecord.model_fields.items() if f.is_required()}
+        assert projection["ProjectionType"] == "INCLUDE"
+        assert required <= projected, required - projected
     assert CONFIG["provider"]["environment"]["TABLE_NAME"] == {"Ref": "WavesTable"}
 
 
