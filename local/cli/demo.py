@@ -9,9 +9,12 @@ the sample drill (local.drill: three waves, twelve servers; the databases in the
 application tier in 222222222222, the web tier in 333333333333 in eu-west-1) and shows its
 progress as a table that redraws in place (on a terminal) or as one line per change (in a log),
 each wave with its account and Region. Prints the page's URL and keeps serving until Ctrl-C.
+Once the drill is over it prints the execution list as `GET /executions` answers it (newest
+first: id, name, status, waves, created), once the list shows the drill's final status (the list
+reads each execution's own item, which can trail the execution's document by a few seconds).
 With `--exit-when-done` it exits 0 once the execution is terminal, after printing the final table
-(and, with `--json`, the final document as its last line: every wave carries `accountId` and
-`region`). `--faults` turns on the fault profile: lost, duplicated and reordered events, EC2
+and the list (and, with `--json`, the final document and the list as its last line: every wave
+carries `accountId` and `region`). `--faults` turns on the fault profile: lost, duplicated and reordered events, EC2
 instances invisible for a while after launch, throttled DRS and EC2 reads; and, on the handlers'
 own AWS clients (`local.faults`), lost answers of DynamoDB writes that committed, transaction
 conflicts, DynamoDB throttling, DRS 5xx and connect timeouts, and wave 1's StartRecovery refused
@@ -26,19 +29,29 @@ Time is compressed: servers launch in seconds, and the sweep's `rate(1 minute)` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from typing import Any, TextIO
+from urllib.parse import urlencode
 
 from local.cli.invoke import follow_execution
 from local.cli.table import render, target
 from local.drill import INSTANCE_TYPES, start_drill
 from local.drs_sim import SimConfig
 from local.live import LiveStack
-from local.waiting import IDLE_TIMEOUT
+from local.waiting import IDLE_TIMEOUT, Stalled, wait_until
 
 CLEAR = "\x1b[H\x1b[2J"
+LIST_PAGES = 5  # pages of the execution list the demo reads at most (20 executions a page)
+LIST_COLUMNS = (
+    ("EXECUTION ID", "executionId"),
+    ("NAME", "name"),
+    ("STATUS", "status"),
+    ("WAVES", "waveCount"),
+    ("CREATED", "createdAt"),
+)
 
 
 def progress_line(document: dict[str, Any], elapsed: float) -> str:
@@ -68,10 +81,99 @@ def try_it(api_url: str, spare: list[str]) -> str:
         ],
     }
     return (
-        "Try it (another terminal): a 2-wave plan on spare servers that pauses before wave 2\n"
-        f"  curl -s -X POST {api_url}/executions -H 'content-type: application/json' -d '{json.dumps(plan)}'\n"
-        f"  curl -s -X POST {api_url}/executions/<executionId>/resume    # or .../cancel"
+        "Try it (another terminal): a 2-wave plan on spare servers that pauses before wave 2 (sent twice,\n"
+        "the same Idempotency-Key gets the same answer and no second execution), the list, then resume\n"
+        f"  curl -s -X POST {api_url}/executions -H 'content-type: application/json' "
+        f"-H 'Idempotency-Key: manual-run-1' -d '{json.dumps(plan)}'\n"
+        f"  curl -s '{api_url}/executions?status=PAUSED'\n"
+        f"  curl -s -X POST {api_url}/executions/<executionId>/resume -H 'Idempotency-Key: resume-1'    # or .../cancel"
     )
+
+
+def get_json(stack: LiveStack, path: str, attempts: int = 10) -> Any:
+    """`GET path` on the local API; a 503 is retried after its Retry-After (a busy moment under
+    the fault profile). Any other answer than 200 is an error."""
+    for _ in range(attempts):
+        status, headers, body = stack.http("GET", path)
+        if status != 503:
+            break
+        retry_after = next((v for k, v in headers.items() if k.lower() == "retry-after"), "1")
+        time.sleep(min(float(retry_after), 10.0))
+    if status != 200:
+        raise RuntimeError(f"GET {path} answered {status}: {body}")
+    return body
+
+
+def list_executions(stack: LiveStack, pages: int = LIST_PAGES) -> tuple[list[dict[str, Any]], bool]:
+    """The execution list as `GET /executions` answers it, newest first, page after page through
+    `nextPageToken` (at most `pages`); and whether more pages were left unread."""
+    executions: list[dict[str, Any]] = []
+    token: str | None = None
+    for _ in range(pages):
+        query = f"?{urlencode({'pageToken': token})}" if token else ""
+        page = get_json(stack, f"/executions{query}")
+        executions += page["executions"]
+        token = page["nextPageToken"]
+        if token is None:
+            return executions, False
+    return executions, True
+
+
+def settled_list(
+    stack: LiveStack, document: dict[str, Any], idle_timeout: float = 60.0
+) -> tuple[list[dict[str, Any]], bool]:
+    """The list once it shows the execution with its final status (`document`'s): the list reads
+    the execution's own item, written when the execution is finished, a few seconds after the
+    document (derived from the waves) says so; and a new execution can take a moment to be
+    indexed. After `idle_timeout` s without the list changing, the list as it is."""
+    seen: dict[str, Any] = {}
+
+    def settled() -> bool:
+        seen["list"] = list_executions(stack)
+        row = next((x for x in seen["list"][0] if x["executionId"] == document["executionId"]), None)
+        return row is not None and row["status"] == document["status"]
+
+    with contextlib.suppress(Stalled):
+        wait_until(
+            settled,
+            what="the execution list to show the drill's final status",
+            progress=lambda: json.dumps(seen.get("list"), sort_keys=True),
+            idle_timeout=idle_timeout,
+            interval=0.5,
+        )
+    executions, more = seen["list"]
+    return executions, more
+
+
+def executions_table(executions: list[dict[str, Any]], more: bool = False) -> str:
+    """The list as a table: a header line, then one line per execution (`-` for a missing value)."""
+    rows = [
+        [("-" if x.get(key) in (None, "") else str(x[key])) for _, key in LIST_COLUMNS] for x in executions
+    ]
+    widths = [max([len(title), *(len(row[i]) for row in rows)]) for i, (title, _) in enumerate(LIST_COLUMNS)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [[title for title, _ in LIST_COLUMNS], *rows]
+    ]
+    if not rows:
+        lines.append("(no executions)")
+    if more:
+        lines.append(f"(more: only the first {LIST_PAGES} pages are shown)")
+    return "\n".join(lines)
+
+
+def list_report(stack: LiveStack, document: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The text the demo prints once the drill is over: the execution list and its URL."""
+    executions, more = settled_list(stack, document)
+    lines = [f"Executions (GET {stack.api_url}/executions, newest first; on the page: {stack.api_url}/)"]
+    lines.append(executions_table(executions, more))
+    row = next((x for x in executions if x["executionId"] == document["executionId"]), None)
+    if row is None or row["status"] != document["status"]:
+        listed = "not yet listed" if row is None else f"still listed {row['status']}"
+        lines.append(
+            f"(the drill ended {document['status']} and is {listed}: the list can trail by a few seconds)"
+        )
+    return "\n".join(lines), executions
 
 
 def accounts_line(stack: LiveStack) -> str:
@@ -162,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         header = (
             f"DRS wave reconciler — local stack ({'fault profile' if args.faults else 'no faults'}, seed {args.seed})\n"
             f"Status page: {stack.page_url(execution_id)}\n"
+            f"Executions:  {stack.api_url}/    (the page's list; GET {stack.api_url}/executions)\n"
             f"API:         {stack.api_url}/executions/{execution_id}\n"
             f"moto:        {stack.moto.endpoint_url}    DRS simulator: {stack.drs_server.endpoint_url}\n"
             f"{accounts_line(stack)}\n"
@@ -188,9 +291,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if not live:
             out.write(f"\n{render(document)}\n\n{summary(stack, elapsed)}\n")
+        listing, executions = list_report(stack, document)
+        out.write(f"\n{listing}\n")
+        out.flush()
         if not args.exit_when_done:
             out.write(
-                f"\nThe drill is over. The page stays up at {stack.page_url(execution_id)} — Ctrl-C to stop.\n"
+                f"\nThe drill is over. The page stays up at {stack.page_url(execution_id)} "
+                f"(every execution: {stack.api_url}/) — Ctrl-C to stop.\n"
             )
             out.flush()
             try:
@@ -201,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             report = {
                 "document": document,
+                "executions": executions,
                 "elapsedSeconds": round(elapsed, 1),
                 "faults": dict(stack.fault_counts()),
                 "invocations": dict(stack.bus.invocations),

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from handlers.sweep import stuck_after
 from reconciler.observability import metrics, metrics_count
+from reconciler.settings import Settings
 from tests.deploy.conftest import ROOT, Template
 
 ALARM = "AWS::CloudWatch::Alarm"
@@ -153,7 +152,11 @@ def test_a_wave_stuck_past_the_stage_s_threshold_alarms_and_so_does_a_silent_swe
     assert alarm["Period"] >= 120  # a late minute of the schedule is not an outage
     minutes = packaged.params["stuckWaveMinutes"]
     variables = packaged.properties("SweepLambdaFunction")["Environment"]["Variables"]
-    assert stuck_after(variables) == timedelta(minutes=minutes)
+    threshold = variables["STUCK_WAVE_MINUTES"]
+    assert (
+        Settings.from_env({"TABLE_NAME": "waves", "STUCK_WAVE_MINUTES": str(threshold)}).stuck_wave_minutes
+        == minutes
+    )
     assert f"{minutes} minutes" in alarm["AlarmDescription"]
 
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from local.drill import INSTANCE_TYPES, start_drill, targets
 from local.drs_sim import SimConfig
@@ -111,7 +113,7 @@ def page_state(driver: webdriver.Chrome) -> dict[str, Any]:
         }));
         const status = document.getElementById("execution-status");
         return {polls: Number(app.dataset.polls), renders: Number(app.dataset.renders),
-                status: status ? status.textContent.trim() : null, waves};
+                etag: app.dataset.etag || null, status: status ? status.textContent.trim() : null, waves};
         """
     )
     return state
@@ -165,14 +167,33 @@ def test_page_never_shows_green_without_ec2_data(
             progress=progress,
             interval=0.3,
         )
-        state = states[-1]
-        # One more poll after the end: it must answer 304 and change nothing
-        wait_until(
-            lambda: page_state(browser)["polls"] > state["polls"],
-            what=f"the page's next poll after poll {state['polls']} (it polls every 2 s)",
+
+        # One more poll once the page shows the execution as it is now (its ETag: the execution's
+        # finish and the outbox clears still write after the waves turned terminal), with no write
+        # in between: it must answer 304 and change nothing
+        def poll_unchanged() -> tuple[dict[str, Any], dict[str, Any]] | None:
+            tag = stack.http("GET", f"/executions/{execution_id}")[1].get("ETag")
+            before = states[-1] = page_state(browser)
+            if not tag or before["etag"] != tag:
+                return None
+            wait_until(
+                lambda: page_state(browser)["polls"] > before["polls"],
+                what=f"the page's next poll after poll {before['polls']} (it polls every 2 s)",
+                interval=0.3,
+            )
+            after = page_state(browser)
+            return (
+                (before, after)
+                if stack.http("GET", f"/executions/{execution_id}")[1].get("ETag") == tag
+                else None
+            )
+
+        state, final = wait_until(
+            poll_unchanged,
+            what=lambda: f"a poll of the page with the execution unchanged (it shows {states[-1]})",
+            progress=progress,
             interval=0.3,
         )
-        final = page_state(browser)
         observed = browser.execute_script(
             "return {checks: window.__checks, violations: window.__violations, polls: [...window.__polls]}"
         )
@@ -308,5 +329,254 @@ def test_page_shows_each_waves_account_region_and_problems(browser: webdriver.Ch
         assert [(w["access"], w["start"]) for w in cleared["waves"]] == [(None, None), (None, None)]
         assert "Wave 1: account unreachable cleared" in cleared["changes"], cleared["changes"]
         assert "Wave 2: start deferred cleared" in cleared["changes"], cleared["changes"]
+    finally:
+        api.stop()
+
+
+# ------------------------------------------------------------------ the list of executions
+
+LIST_STATE = """
+const app = document.getElementById("app");
+const rows = [...document.querySelectorAll("table#executions tr.execution")].map(r => {
+  const cell = (f) => r.querySelector(`td[data-field="${f}"]`);
+  const link = r.querySelector("a.execution-link");
+  return {id: r.dataset.execution, status: r.dataset.status, statusShown: cell("status").textContent.trim(),
+          name: link ? link.textContent : null, href: link ? link.getAttribute("href") : null,
+          type: cell("type").textContent.trim(), waves: cell("waveCount").textContent.trim(),
+          created: (cell("createdAt").querySelector("time") || {}).dateTime || null,
+          createdShown: cell("createdAt").textContent.trim(),
+          ended: (cell("endTime").querySelector("time") || {}).dateTime || null,
+          elements: [...r.querySelectorAll("*")].map(n => n.tagName.toLowerCase())};
+});
+const empty = document.getElementById("executions-empty");
+const button = (id) => { const b = document.getElementById(id); return b ? !b.disabled : null; };
+return {view: app.dataset.view || null, polls: Number(app.dataset.polls), renders: Number(app.dataset.renders),
+        rows, empty: empty ? empty.textContent : null, next: button("next-page"), prev: button("prev-page"),
+        filter: (document.getElementById("status-filter") || {}).value ?? null,
+        notice: document.getElementById("notice").textContent, search: location.search,
+        status: (document.getElementById("execution-status") || {}).textContent || null,
+        waves: document.querySelectorAll("section.wave").length, xss: window.__xss || null};
+"""
+HOSTILE_NAME = '<img src=x onerror="window.__xss=1">manual <b>run</b> & co'
+
+
+def list_state(driver: webdriver.Chrome) -> dict[str, Any]:
+    """What the page shows now (either view), read from the DOM by the test."""
+    state: dict[str, Any] = driver.execute_script(LIST_STATE)
+    return state
+
+
+def page_shows(
+    driver: webdriver.Chrome,
+    condition: Callable[[dict[str, Any]], bool],
+    what: str,
+    progress: Callable[[], Any] | None = None,
+    interval: float = 0.05,
+) -> dict[str, Any]:
+    """The page's state (`list_state`) once `condition` holds for it."""
+    seen = [list_state(driver)]
+
+    def check() -> dict[str, Any] | None:
+        seen[0] = list_state(driver)
+        return seen[0] if condition(seen[0]) else None
+
+    found = wait_until(
+        check, what=lambda: f"{what} (the page shows {seen[0]})", progress=progress, interval=interval
+    )
+    assert found is not None
+    return found
+
+
+def row_ids(state: dict[str, Any]) -> list[str]:
+    """The last two digits of each listed execution's id (the canned ids end in their number)."""
+    return [row["id"][-2:] for row in state["rows"]]
+
+
+# A hang guard only (the run takes about a minute): the waits inside fail on a stall, with a message
+@pytest.mark.timeout(900)
+def test_page_opens_on_the_list_and_a_click_opens_the_detail(browser: webdriver.Chrome) -> None:
+    """The demo's drill and a paused execution on the live stack (no faults): the page without
+    `?execution=` lists both, newest first, as `GET /executions` does, with their names shown as
+    text (one is hostile HTML), and keeps polling (the drill's row turns COMPLETED without a
+    reload); the status filter narrows the list; a click on the drill's name opens its detail, and
+    the detail's link leads back to the list."""
+    config = SimConfig.profile("calm", seed=5)
+    # A table of its own: the live test above left its own in the embedded DynamoDB
+    with LiveStack(config, speed=12, instance_types=INSTANCE_TYPES, table_name="list-view") as stack:
+        drill = start_drill(stack)
+        spare = stack.sim.add_source_server(hostname="spare-01")
+        plan = {
+            "name": HOSTILE_NAME,
+            "isDrill": False,
+            "waves": [{"name": "first", "sourceServerIds": [spare], "pauseBeforeWave": True}],
+        }
+        status, _, created = stack.http("POST", "/executions", body=plan)
+        assert status == 202, created
+        paused = created["executionId"]
+        browser.get(f"{stack.api_url}/?interval=300")
+
+        def progress() -> tuple[str, str]:
+            """What the page shows (its poll count aside) and the drill itself (every write
+            changes its `updatedAt`)."""
+            shown = {key: value for key, value in list_state(browser).items() if key != "polls"}
+            try:
+                truth = json.dumps(stack.http("GET", f"/executions/{drill}")[2], sort_keys=True)
+            except OSError as error:  # a slow answer is no progress, and no failure either
+                truth = repr(error)
+            return json.dumps(shown, sort_keys=True), truth
+
+        def shows(condition: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+            return page_shows(browser, condition, what, progress, interval=0.2)
+
+        first = shows(lambda s: s["view"] == "list" and len(s["rows"]) >= 2, "the list with both executions")
+        assert first["search"] == "?interval=300", first["search"]  # opened on the list, no deep link
+        # The drill's row turns COMPLETED as the list is polled (no reload; the list trails the
+        # drill's own document by a few seconds)
+        final = shows(
+            lambda s: {r["id"]: r["status"] for r in s["rows"]} == {paused: "PAUSED", drill: "COMPLETED"},
+            "the drill's row to show COMPLETED",
+        )
+        api = stack.http("GET", "/executions")[2]["executions"]
+        truth = stack.http("GET", f"/executions/{drill}")[2]
+        assert truth["status"] == "COMPLETED", truth["status"]
+        assert final["polls"] > first["polls"] and final["renders"] >= 1, (first, final)
+        # Newest first, as the API lists them; each row what the API says
+        assert [r["id"] for r in final["rows"]] == [x["executionId"] for x in api] == [paused, drill]
+        one, two = final["rows"]
+        assert one["name"] == HOSTILE_NAME and "img" not in one["elements"] and "b" not in one["elements"], (
+            one
+        )
+        assert (one["type"], one["waves"], one["statusShown"]) == ("Recovery", "1", "PAUSED before wave 1"), (
+            one
+        )
+        assert (two["name"], two["type"], two["waves"], two["statusShown"]) == (
+            "Quarterly DR drill",
+            "Drill",
+            "3",
+            "COMPLETED",
+        ), two
+        assert two["created"] == truth["createdAt"] and two["createdShown"], two
+        assert final["xss"] is None and final["next"] is False and final["prev"] is False, final
+
+        # The status filter: the query the page sends, the URL it keeps
+        Select(browser.find_element(By.ID, "status-filter")).select_by_value("PAUSED")
+        only = shows(lambda s: [r["id"] for r in s["rows"]] == [paused], "the PAUSED executions only")
+        assert only["search"] == "?status=PAUSED&interval=300", only["search"]
+        Select(browser.find_element(By.ID, "status-filter")).select_by_value("")
+        shows(lambda s: len(s["rows"]) == 2, "every execution again")
+
+        # A click on the drill's name opens its detail; the detail leads back to the list
+        browser.find_element(
+            By.CSS_SELECTOR, f'tr.execution[data-execution="{drill}"] a.execution-link'
+        ).click()
+        detail = shows(
+            lambda s: s["view"] == "detail" and s["status"] == "COMPLETED" and s["waves"] == 3,
+            "the drill's detail",
+        )
+        assert detail["search"] == f"?execution={drill}&interval=300", detail["search"]
+        browser.find_element(By.ID, "back-to-list").click()
+        back = shows(lambda s: s["view"] == "list" and len(s["rows"]) == 2, "the list again")
+        assert back["search"] == "?interval=300", back["search"]
+        browser.get("about:blank")  # no poll left to meet the stack stopping
+
+
+def _summary(number: int, status: str = "COMPLETED") -> dict[str, Any]:
+    return {
+        "executionId": f"00000000-0000-4000-8000-{number:012d}",
+        "name": f"run {number}",
+        "isDrill": number % 2 == 0,
+        "status": status,
+        "waveCount": number,
+        "createdAt": f"2026-12-05T10:{number:02d}:00.000Z",
+        "endTime": None,
+        "pausedBeforeWave": None,
+        "cancelRequestedAt": None,
+    }
+
+
+def test_list_pages_filters_and_recovers_from_a_stale_token(browser: webdriver.Chrome) -> None:
+    """Canned list answers (no stack): Next page sends the previous answer's nextPageToken with
+    the same filter, Previous page goes back, a token the API refuses (400) sends the page back
+    to the first page, a 503 is retried; the page sends nothing but the API's own parameters."""
+    asked: list[dict[str, str]] = []
+    refuse_tokens = {"flag": False}
+    busy = {"left": 1}
+
+    def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        assert function == "read" and event["routeKey"] == "GET /executions", event["routeKey"]
+        query = dict(event.get("queryStringParameters") or {})
+        asked.append(query)
+        if busy["left"]:
+            busy["left"] -= 1
+            return {"statusCode": 503, "headers": {"Retry-After": "0"}, "body": '{"message":"busy"}'}
+        token = query.get("pageToken")
+        if token and (refuse_tokens["flag"] or token != f"t2-{query.get('status', '')}"):
+            return {
+                "statusCode": 400,
+                "body": json.dumps({"message": "invalid list query", "problems": ["x"]}),
+            }
+        page: dict[str, Any]
+        if query.get("status") == "FAILED":
+            page = {"executions": [_summary(9, "FAILED")], "nextPageToken": None}
+        elif token:
+            page = {"executions": [_summary(1)], "nextPageToken": None}
+        else:
+            page = {"executions": [_summary(3, "RUNNING"), _summary(2)], "nextPageToken": "t2-"}
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(page)}
+
+    api = LocalHttpApi(invoke)
+    try:
+        browser.get(f"{api.url}/?interval=200")
+
+        def shows(condition: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+            return page_shows(browser, condition, what)
+
+        ids = row_ids
+        first = shows(lambda s: ids(s) == ["03", "02"], "page 1")
+        assert (first["next"], first["prev"]) == (True, False), first
+        assert asked[0] == {} and asked[1] == {}, asked  # the 503, then its retry
+        browser.find_element(By.ID, "next-page").click()
+        second = shows(lambda s: ids(s) == ["01"], "page 2")
+        assert (second["next"], second["prev"]) == (False, True), second
+        assert {"pageToken": "t2-"} in asked, asked
+        browser.find_element(By.ID, "prev-page").click()
+        shows(lambda s: ids(s) == ["03", "02"], "page 1 again")
+        # A filter starts from the first page of its own query
+        Select(browser.find_element(By.ID, "status-filter")).select_by_value("FAILED")
+        failed = shows(lambda s: ids(s) == ["09"], "the FAILED page")
+        assert failed["search"] == "?status=FAILED&interval=200" and failed["next"] is False, failed
+        Select(browser.find_element(By.ID, "status-filter")).select_by_value("")
+        shows(lambda s: ids(s) == ["03", "02"], "page 1, no filter")
+        # The API stops taking the token (e.g. expired): back to the first page, still polling
+        browser.find_element(By.ID, "next-page").click()
+        shows(lambda s: ids(s) == ["01"], "page 2 before the token goes stale")
+        refuse_tokens["flag"] = True
+        shows(lambda s: ids(s) == ["03", "02"] and s["prev"] is False, "the first page after a refused token")
+        allowed = {"status", "pageToken"}
+        assert all(set(query) <= allowed for query in asked), asked
+    finally:
+        api.stop()
+
+
+def test_list_shows_a_clear_message_where_the_api_has_no_list(browser: webdriver.Chrome) -> None:
+    """An API without `GET /executions` (API Gateway's 404): the list says so and offers the
+    form to open an execution by id, which deep-links to its detail."""
+
+    def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        if event["routeKey"] == "GET /executions":
+            return {"statusCode": 404, "body": '{"message":"Not Found"}'}
+        return {"statusCode": 200, "body": json.dumps(_document(problems=False))}
+
+    api = LocalHttpApi(invoke)
+    try:
+        browser.get(f"{api.url}/?interval=200")
+        state = page_shows(browser, lambda s: bool(s["empty"]), "the list's message")
+        assert "does not list executions" in state["empty"], state
+        assert state["notice"] == "No execution list: Not Found", state
+        field = browser.find_element(By.ID, "execution-input")
+        field.send_keys(" e-static ")
+        field.submit()
+        detail = page_shows(browser, lambda s: s["status"] == "RUNNING", "the detail")
+        assert detail["view"] == "detail" and detail["search"] == "?execution=e-static&interval=200", detail
     finally:
         api.stop()

@@ -10,7 +10,9 @@ the wave (`accountId`, `region`: every document the poller saw carries both on e
 server launched with all four EC2 fields, each spoke's roles assumed, and
 every kind of the cloud's faults the profile arms on the handlers' clients (`local.faults`:
 lost answers, transaction conflicts, throttling, 5xx, connect timeouts, the job quota) must have
-fired, with no call refused by IAM (enforced throughout).
+fired, with no call refused by IAM (enforced throughout). Before its last line the demo prints the
+execution list as `GET /executions` answers it, a table with the drill in its final status, and
+the last line carries that list (`executions`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tests.invariants import EC2_FIELDS, regressions, torn_waves
 ROOT = Path(__file__).resolve().parents[2]
 URL = re.compile(r"^API:\s+(http://127\.0\.0\.1:\d+/executions/[0-9a-f-]+)$")
 TERMINAL = {"COMPLETED", "PARTIAL", "FAILED", "CANCELLED"}
+LIST_HEADER = ["EXECUTION", "ID", "NAME", "STATUS", "WAVES", "CREATED"]  # the printed list's header, split
 # What `--faults` arms on the handlers' clients (LiveStack.arm_fault_profile), by the name it is
 # counted under; each must have fired.
 CLOUD_FAULTS = (
@@ -196,4 +199,26 @@ def test_exit_when_done_with_faults_finishes_complete_and_never_torn() -> None:
     assert poller.polls >= 20, poller.polls
     assert {"LAUNCHING", "COMPLETED"} <= poller.statuses
     assert poller.problems == []
+    # The execution list, as GET /executions answered it: in the report, and printed as a table
+    # (id, name, status, waves, created) before the last line, the drill in its final status
+    listed = {row["executionId"]: row for row in report["executions"]}
+    assert list(listed) == [document["executionId"]], report["executions"]  # the demo's one execution
+    row = listed[document["executionId"]]
+    assert (row["name"], row["isDrill"], row["status"], row["waveCount"], row["createdAt"]) == (
+        document["name"],
+        True,
+        "COMPLETED",
+        3,
+        document["createdAt"],
+    ), row
+    header = next(i for i, line in enumerate(lines) if line.split() == LIST_HEADER)
+    assert lines[header - 1].startswith("Executions (GET http://127.0.0.1:"), lines[header - 1]
+    printed = lines[header + 1].split()
+    assert printed[0] == document["executionId"] and printed[-3:] == [
+        "COMPLETED",
+        "3",
+        document["createdAt"],
+    ], lines[header : header + 2]
+    assert " ".join(printed[1:-3]) == document["name"], printed
+    assert header + 2 == len(lines) - 1, lines[header:]  # the table, then the JSON line
     print(f"demo --exit-when-done --faults: {wall:.1f}s wall, {poller.polls} polls, faults {faults}")

@@ -591,6 +591,7 @@ def test_fuzzed_execution_ids_are_refused(world: World, data: st.DataObject) -> 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "HEAD", "CONNECT", "get", "post", ""]
 SERVED = {
     ("read", "GET", "item"),
+    ("read", "GET", "collection"),
     ("start", "POST", "collection"),
     ("start", "POST", "resume"),
     ("start", "POST", "cancel"),
