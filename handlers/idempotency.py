@@ -73,8 +73,8 @@ def execution_id_for(event: APIGatewayProxyEventV2) -> str | None:
 
 
 def _request_of(event: APIGatewayProxyEventV2) -> dict[str, Any]:
-    """What makes two requests the same: route, path parameters, and the body as JSON (so key
-    order and spacing do not matter), or as text when it is not JSON."""
+    """What makes two requests the same: route, path and query parameters (a dry run is not the
+    create), and the body as JSON (so key order and spacing do not matter), or as text."""
     try:
         text = event.decoded_body or ""
     except ValueError:
@@ -83,7 +83,8 @@ def _request_of(event: APIGatewayProxyEventV2) -> dict[str, Any]:
         body: Any = json.loads(text) if text else None
     except ValueError:
         body = text
-    return {"route": event.route_key, "path": event.path_parameters or {}, "body": body}
+    query = event.query_string_parameters or {}
+    return {"route": event.route_key, "path": event.path_parameters or {}, "query": query, "body": body}
 
 
 def _stored(response: Response[str]) -> dict[str, Any]:

@@ -75,6 +75,13 @@ IDEMPOTENCY_HEADER = {
     "with another request, 422.",
     "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY},
 }
+DRY_RUN = {
+    "name": "dryRun",
+    "in": "query",
+    "required": False,
+    "description": "true: run every check and answer the readiness report (200); nothing is written or started.",
+    "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+}
 IF_NONE_MATCH = {
     "name": "If-None-Match",
     "in": "header",
@@ -123,6 +130,7 @@ def generate() -> dict[str, Any]:
             if method == "post":
                 operation.setdefault("parameters", []).append(IDEMPOTENCY_HEADER)
     paths["/executions"]["get"]["parameters"] = _query_parameters()
+    paths["/executions"]["post"]["parameters"].append(DRY_RUN)
     paths["/executions/{executionId}"]["get"]["parameters"].append(IF_NONE_MATCH)
     paths["/executions"]["post"]["requestBody"] = {
         "required": True,

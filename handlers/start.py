@@ -29,6 +29,7 @@ from schemas.api import (
     BodyRefused,
     ErrorDocument,
     ExecutionDocument,
+    ReadinessReport,
     StartRefusedDocument,
     decode_json_body,
 )
@@ -65,10 +66,15 @@ KEYED = {
     "/executions",
     summary="Record a plan and start its first wave",
     description="Validates the whole plan (every server known to DRS in its wave's account and "
-    "Region, every spoke role usable) before anything is written or started.",
+    "Region, every spoke role usable) and its readiness (replication healthy, no server in an active "
+    "job, the account's DRS quotas) before anything is written or started. With dryRun=true, answers "
+    "the readiness report and writes nothing.",
     operation_id="createExecution",
     tags=["operate"],
     responses={
+        200: documented(
+            "Dry run (dryRun=true): the readiness report; nothing written or started", ReadinessReport
+        ),
         202: documented(
             "Accepted: recorded, wave 1 started or deferred (Location names it)", ExecutionDocument
         ),
@@ -102,6 +108,12 @@ def _create() -> Response[str]:
     runtime = services()
     try:
         plan = parse_plan(body, runtime.settings.max_servers_per_wave)
+        dry_run = (event.query_string_parameters or {}).get("dryRun", "false")
+        if dry_run not in ("true", "false"):
+            return _bad_request(["dryRun: must be true or false"])
+        if dry_run == "true":  # every check, nothing written or started
+            report = runtime.executions.check(plan)
+            return Response(200, JSON, report.model_dump_json(by_alias=True))
         document = runtime.executions.create(plan, execution_id_for(event))
     except PlanInvalid as invalid:
         return _bad_request(invalid.problems)

@@ -205,6 +205,15 @@ class DrsState:
             self._servers[source_server_id] = server
             return source_server_id
 
+    def set_replication_state(self, source_server_id: str, state: str) -> None:
+        """DRS's data replication state of a server (CONTINUOUS when added; STALLED, DISCONNECTED,
+        INITIAL_SYNC... to play a server that is not ready)."""
+        with self._lock:
+            server = self._servers[source_server_id]
+            info = {**server["dataReplicationInfo"], "dataReplicationState": state}
+            validate_shape("DataReplicationInfo", info)
+            server["dataReplicationInfo"] = info
+
     def set_job_status(self, job_id: str, status: str) -> None:
         """Move a job forward (PENDING -> STARTED -> COMPLETED); COMPLETED sets endDateTime."""
         with self._lock:

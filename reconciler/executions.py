@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from schemas.api import SOURCE_SERVER_ID, CreateExecutionRequest, ExecutionDocument
+from schemas.api import (
+    SOURCE_SERVER_ID,
+    CreateExecutionRequest,
+    ExecutionDocument,
+    ReadinessProblem,
+    ReadinessReport,
+)
 from schemas.records import ExecutionRecord, ServerRecord, WaveRecord, WaveStatus
 from schemas.times import iso_z
 
@@ -29,6 +35,7 @@ from .observability import logger, metrics_count
 from .observe import DRS_FILTER_MAX, chunks
 from .outbox import Publisher
 from .plans import PlanInvalid, plan_problems, wave_target
+from .readiness import AccountLoad, PlannedWave, Quotas, ServerState, blocking, describe, readiness_problems
 from .retry import RetryPolicy
 from .runner import Runner
 from .spokes import AccessLevel, Target, WaveClients
@@ -39,6 +46,8 @@ __all__ = ["Executions", "IdTaken", "NotFound", "OutcomeUnknown", "StartRejected
 
 # A plan already known to be wrong costs DRS at most this many lookups of its servers.
 LOOKUP_WHEN_INVALID = 1000
+# A job started earlier than this is not looked at for readiness (DRS jobs end within hours).
+ACTIVE_JOB_WINDOW = timedelta(days=7)
 
 
 class StartRejected(ReconcilerError):
@@ -82,8 +91,10 @@ class Executions:
         retention: timedelta = timedelta(days=90),
         policy: RetryPolicy | None = None,
         publisher: Publisher | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._store = store
+        self._quotas = quotas or Quotas()
         self._targets = clients.targets
         self._clock = clock
         self._new_id = new_id
@@ -144,21 +155,11 @@ class Executions:
         that id is already recorded with this very plan, its document is the answer and nothing
         is started here (a create that crashed after recording leaves wave 1's claim, which the
         sweep takes up after the start grace); with another plan, IdTaken."""
+        hostnames, readiness = self._validate(request)
+        refused = blocking(readiness, request.accept_warnings)
+        if refused:
+            raise PlanInvalid([describe(problem) for problem in refused])
         hub = self._targets.hub
-        problems = plan_problems(request, self._max, (hub.account_id, hub.region))
-        wanted: dict[Target, list[str]] = {}
-        for wave in request.waves:
-            target = Target(*wave_target(wave, (hub.account_id, hub.region)))
-            ids = wanted.setdefault(target, [])
-            ids.extend(
-                sid for sid in wave.source_server_ids if SOURCE_SERVER_ID.fullmatch(sid) and sid not in ids
-            )
-        hostnames: dict[tuple[Target, str], str | None] = {}
-        if not problems or sum(map(len, wanted.values())) <= LOOKUP_WHEN_INVALID:
-            for target, ids in wanted.items():
-                problems += self._check_target(target, ids, hostnames)
-        if problems:
-            raise PlanInvalid(problems)
         chosen = execution_id is not None
         execution_id = execution_id or self._new_id()
         try:
@@ -189,6 +190,61 @@ class Executions:
                 )
             raise StartRejected(answer.code, answer.message, document)
         return execution_document(execution, waves)
+
+    def check(self, request: CreateExecutionRequest) -> ReadinessReport:
+        """The dry run: every check `create` makes, nothing written or started. An invalid plan
+        raises PlanInvalid as `create` would; readiness problems are reported, not raised."""
+        _, readiness = self._validate(request)
+        return ReadinessReport(ready=not blocking(readiness, request.accept_warnings), problems=readiness)
+
+    def _validate(
+        self, request: CreateExecutionRequest
+    ) -> tuple[dict[tuple[Target, str], str | None], list[ReadinessProblem]]:
+        """The plan's problems (PlanInvalid), else its servers' hostnames and its readiness."""
+        hub = self._targets.hub
+        problems = plan_problems(request, self._max, (hub.account_id, hub.region))
+        wanted: dict[Target, list[str]] = {}
+        for wave in request.waves:
+            target = Target(*wave_target(wave, (hub.account_id, hub.region)))
+            ids = wanted.setdefault(target, [])
+            ids.extend(
+                sid for sid in wave.source_server_ids if SOURCE_SERVER_ID.fullmatch(sid) and sid not in ids
+            )
+        states: dict[tuple[Target, str], ServerState] = {}
+        if not problems or sum(map(len, wanted.values())) <= LOOKUP_WHEN_INVALID:
+            for target, ids in wanted.items():
+                problems += self._check_target(target, ids, states)
+        if problems:
+            raise PlanInvalid(problems)
+        loads = {(t.account_id, t.region): self._account_load(t) for t in wanted}
+        planned = [
+            PlannedWave(number, *wave_target(wave, (hub.account_id, hub.region)), wave.source_server_ids)
+            for number, wave in enumerate(request.waves, start=1)
+        ]
+        known = {(t.account_id, t.region, sid): state for (t, sid), state in states.items()}
+        readiness = readiness_problems(planned, known, loads, self._quotas)
+        return {key: state.hostname for key, state in states.items()}, readiness
+
+    def _account_load(self, target: Target) -> AccountLoad:
+        """The target's active DRS jobs (started in the last ACTIVE_JOB_WINDOW, not COMPLETED)."""
+        drs = self._targets.client("drs", target, AccessLevel.OBSERVE)
+        since = iso_z(self._clock() - ACTIVE_JOB_WINDOW)
+        busy: set[str] = set()
+        jobs = servers = 0
+        try:
+            for page in drs.get_paginator("describe_jobs").paginate(
+                filters={"fromDate": since}, PaginationConfig=self._page
+            ):
+                for job in page.get("items", []):
+                    if job.get("status") == "COMPLETED":
+                        continue
+                    participants = [p["sourceServerID"] for p in job.get("participatingServers", [])]
+                    jobs += 1
+                    servers += len(participants)
+                    busy.update(participants)
+        except (ClientError, BotoCoreError) as error:
+            raise classify_aws_error(error, "DescribeJobs") from error
+        return AccountLoad(active_jobs=jobs, busy_servers=frozenset(busy), servers_in_active_jobs=servers)
 
     def _record(
         self,
@@ -324,7 +380,7 @@ class Executions:
         return result
 
     def _check_target(
-        self, target: Target, ids: Sequence[str], hostnames: dict[tuple[Target, str], str | None]
+        self, target: Target, ids: Sequence[str], states: dict[tuple[Target, str], ServerState]
     ) -> list[str]:
         """The problems of one target: servers DRS does not know there and, for a spoke, roles
         that do not work (each named with its account and role, never the ExternalId). A spoke
@@ -339,7 +395,7 @@ class Executions:
             if not spoke:  # our own role or DRS broken: ours to fix, not the caller's (502)
                 raise
             return [f"account {target.account_id} ({target.region}): {error}"]
-        hostnames.update({(target, sid): name for sid, name in found.items()})
+        states.update({(target, sid): state for sid, state in found.items()})
         unknown = [sid for sid in ids if sid not in found]
         return [f"unknown to DRS{where}: {', '.join(unknown)}"] if unknown else []
 
@@ -352,8 +408,9 @@ class Executions:
         except (ClientError, BotoCoreError) as error:
             raise classify_aws_error(error, "DescribeJobs with the start role") from error
 
-    def _hostnames(self, target: Target, source_ids: Sequence[str]) -> dict[str, str | None]:
-        found: dict[str, str | None] = {}
+    def _hostnames(self, target: Target, source_ids: Sequence[str]) -> dict[str, ServerState]:
+        """The servers DRS knows in the target: hostname and replication state."""
+        found: dict[str, ServerState] = {}
         drs = self._targets.client("drs", target, AccessLevel.OBSERVE)
         paginator = drs.get_paginator("describe_source_servers")
         try:
@@ -363,7 +420,8 @@ class Executions:
                 ):
                     for item in page.get("items", []):
                         hints = item.get("sourceProperties", {}).get("identificationHints", {})
-                        found[item["sourceServerID"]] = hints.get("hostname")
+                        replication = (item.get("dataReplicationInfo") or {}).get("dataReplicationState")
+                        found[item["sourceServerID"]] = ServerState(hints.get("hostname"), replication)
         except (ClientError, BotoCoreError) as error:
             raise classify_aws_error(error, "DescribeSourceServers") from error
         return found

@@ -23,6 +23,7 @@ from .clients import AwsClients, aws_clients, client
 from .executions import Executions
 from .observe import DrsObserver
 from .outbox import Publisher
+from .readiness import Quotas
 from .reconcile import Reconciler
 from .retry import RetryPolicy
 from .settings import Settings
@@ -83,6 +84,7 @@ class Services:
             policy=policy,
             publisher=publisher,
             sleep=sleep,
+            quotas=Quotas(settings.drs_concurrent_jobs_quota, settings.drs_active_servers_quota),
         )
         reconciler_of = partial(
             Reconciler,

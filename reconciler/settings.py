@@ -47,6 +47,9 @@ class Settings(BaseModel):
     idempotency_hours: int = Field(default=24, ge=1, le=720)
     # A wave LAUNCHING longer than this is counted stuck by the sweep (its alarm); at most a week.
     stuck_wave_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    # The DRS quotas of each target account and Region (Service Quotas; raise them there first).
+    drs_concurrent_jobs_quota: int = Field(default=20, ge=1, le=1000)
+    drs_active_servers_quota: int = Field(default=500, ge=1, le=100_000)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -72,6 +75,8 @@ class Settings(BaseModel):
             "sweep_account_concurrency": "SWEEP_ACCOUNT_CONCURRENCY",
             "idempotency_hours": "IDEMPOTENCY_HOURS",
             "stuck_wave_minutes": "STUCK_WAVE_MINUTES",
+            "drs_concurrent_jobs_quota": "DRS_CONCURRENT_JOBS_QUOTA",
+            "drs_active_servers_quota": "DRS_ACTIVE_SERVERS_QUOTA",
         }
         values = {field: environ[env] for field, env in names.items() if environ.get(env)}
         if "hub_region" not in values and environ.get("AWS_DEFAULT_REGION"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -77,6 +78,18 @@ class WavePlan(_ApiModel):
     region: str | None = Field(default=None, pattern=REGION, max_length=32)
 
 
+class ReadinessCheck(StrEnum):
+    """What `POST /executions` checks before anything is recorded (reconciler/readiness.py)."""
+
+    NOT_REPLICATED = "NOT_REPLICATED"  # error: no point in time to recover yet
+    IN_ACTIVE_JOB = "IN_ACTIVE_JOB"  # error: DRS would refuse the start
+    REPLICATION_UNHEALTHY = "REPLICATION_UNHEALTHY"  # warning: an older point in time would launch
+    ACCOUNT_QUOTA = "ACCOUNT_QUOTA"  # warning: the wave would wait for the account's DRS quotas
+
+
+AcceptableWarning = Literal["REPLICATION_UNHEALTHY", "ACCOUNT_QUOTA"]
+
+
 class CreateExecutionRequest(_ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True)
 
@@ -84,6 +97,27 @@ class CreateExecutionRequest(_ApiModel):
     is_drill: bool
     stop_on_partial: bool = True
     waves: list[WavePlan] = Field(max_length=100)
+    # Warning-level readiness checks this plan goes ahead despite (errors are never accepted).
+    accept_warnings: list[AcceptableWarning] = Field(default_factory=list, max_length=2)
+
+
+class ReadinessProblem(_ApiModel):
+    level: Literal["error", "warning"]
+    check: ReadinessCheck
+    wave_number: int
+    account_id: str
+    region: str
+    source_server_id: str | None = None
+    hostname: str | None = None
+    message: str
+
+
+class ReadinessReport(_ApiModel):
+    """`POST /executions?dryRun=true`: what the plan's readiness checks found; nothing written.
+    `ready` is whether the same POST without dryRun would pass them (accepted warnings allowed)."""
+
+    ready: bool
+    problems: list[ReadinessProblem]
 
 
 class ServerDocument(_ApiModel):
