@@ -4,7 +4,7 @@ Powertools' OpenAPI support describes each route of the two HTTP functions (read
 decorator (summary, answers with their pydantic models, path parameters). What the functions
 parse themselves is added here from the same models and patterns the code uses: the list's query
 parameters (`ListQuery`), the create's body (`CreateExecutionRequest`), the Idempotency-Key and
-If-None-Match headers. Powertools' own 422 "Validation Error" answer is dropped: request
+If-None-Match headers, the report's `format` parameter and its text/markdown and text/csv answers. Powertools' own 422 "Validation Error" answer is dropped: request
 validation is ours (a 400 listing the problems), so no route answers it.
 
 `python -m handlers.openapi` rewrites the file; `--check` exits 1 when the file differs from the
@@ -22,7 +22,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from pydantic.json_schema import models_json_schema
 
-from schemas.api import EXECUTION_ID, IDEMPOTENCY_KEY, CreateExecutionRequest, ListQuery
+from reconciler.report import MEDIA_TYPES, ReportFormat
+from schemas.api import EXECUTION_ID, IDEMPOTENCY_KEY, CleanupRequest, CreateExecutionRequest, ListQuery
 
 from . import read, start
 
@@ -89,6 +90,24 @@ IF_NONE_MATCH = {
     "description": "The ETag of the last answer: 304 while nothing changed.",
     "schema": {"type": "string"},
 }
+REPORT_FORMAT = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "description": "markdown: a title, a table of waves and the execution, a table of servers; csv: a "
+    "header row, then per wave a row per server (scope server) and its summary (scope wave), then the "
+    "execution's (scope execution). Another value or any other parameter: 400.",
+    "schema": {
+        "type": "string",
+        "enum": [f.value for f in ReportFormat],
+        "default": ReportFormat.MARKDOWN.value,
+    },
+}
+# The report's 200: one text per format, each with its media type
+REPORT_CONTENT = {
+    f"{MEDIA_TYPES[f]}": {"schema": {"type": "string"}} for f in (ReportFormat.MARKDOWN, ReportFormat.CSV)
+}
+_ETAGGED = ("getExecution", "getExecutionReport")
 _HEADERS = {
     "ETag": {"description": "Changes with every accepted write", "schema": {"type": "string"}},
     "Location": {"description": "The execution's path", "schema": {"type": "string"}},
@@ -100,7 +119,9 @@ def generate() -> dict[str, Any]:
     """The description, from the code as it is now."""
     documents = [_routes(read.app), _routes(start.app)]
     body_refs, definitions = models_json_schema(
-        [(CreateExecutionRequest, "validation")], by_alias=True, ref_template=_COMPONENTS
+        [(CreateExecutionRequest, "validation"), (CleanupRequest, "validation")],
+        by_alias=True,
+        ref_template=_COMPONENTS,
     )
     schemas: dict[str, Any] = {**definitions.get("$defs", {})}
     paths: dict[str, dict[str, Any]] = {}
@@ -122,7 +143,7 @@ def generate() -> dict[str, Any]:
                 ):
                     del answer["content"]  # no model: no body (304)
                 header = {"200": "ETag", "304": "ETag", "202": "Location", "503": "Retry-After"}.get(status)
-                if header and (header != "ETag" or operation["operationId"] == "getExecution"):
+                if header and (header != "ETag" or operation["operationId"] in _ETAGGED):
                     answer["headers"] = {header: _HEADERS[header]}
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "executionId":
@@ -132,9 +153,16 @@ def generate() -> dict[str, Any]:
     paths["/executions"]["get"]["parameters"] = _query_parameters()
     paths["/executions"]["post"]["parameters"].append(DRY_RUN)
     paths["/executions/{executionId}"]["get"]["parameters"].append(IF_NONE_MATCH)
+    report = paths["/executions/{executionId}/report"]["get"]
+    report["parameters"] += [REPORT_FORMAT, IF_NONE_MATCH]
+    report["responses"]["200"]["content"] = REPORT_CONTENT
     paths["/executions"]["post"]["requestBody"] = {
         "required": True,
         "content": {"application/json": {"schema": body_refs[(CreateExecutionRequest, "validation")]}},
+    }
+    paths["/executions/{executionId}/cleanup"]["post"]["requestBody"] = {
+        "required": False,
+        "content": {"application/json": {"schema": body_refs[(CleanupRequest, "validation")]}},
     }
     return {
         "openapi": documents[0]["openapi"],

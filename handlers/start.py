@@ -8,6 +8,8 @@ accepted (202) with the wave's `startProblem` and `startRetryAt`, and started la
 table unavailable before anything was written gets 503 with Retry-After.
 `POST /executions/{id}/resume` (only from PAUSED) and `POST /executions/{id}/cancel` are
 conditional writes: of racing operations one wins, and a wrong-state request gets 409 saying why.
+`POST /executions/{id}/cleanup` terminates a finished drill's recovery instances (202; 409 with
+nothing done while it runs, or for a recovery without `confirmRecovery`: reconciler/cleanup.py).
 Each accepts an `Idempotency-Key` header (handlers/idempotency.py): a retry with the same key
 gets the first answer instead of acting twice.
 """
@@ -18,6 +20,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from reconciler.errors import PermanentError, TemporaryError
 from reconciler.executions import IdTaken, NotFound, OutcomeUnknown, StartRejected, WrongState
@@ -27,6 +30,7 @@ from reconciler.runtime import services
 from schemas.api import (
     EXECUTION_ID,
     BodyRefused,
+    CleanupRequest,
     ErrorDocument,
     ExecutionDocument,
     ReadinessReport,
@@ -214,6 +218,77 @@ def resume_execution(executionId: str) -> Response[str]:
 )
 def cancel_execution(executionId: str) -> Response[str]:
     return _operate_once(executionId, "cancel")
+
+
+@app.post(
+    "/executions/<executionId>/cleanup",
+    summary="Clean up a finished drill: terminate its recovery instances",
+    description="Asks DRS (TerminateRecoveryInstances) once per wave to terminate its launched servers' "
+    "recovery instances; the sweep then follows them until EC2 says terminated (each server's ec2State, "
+    "each wave's cleanupStatus). Only a finished execution; a recovery (isDrill false) only with the body "
+    '{"confirmRecovery": true}; a drill accepts an empty body. Asked again, answers the document and '
+    "does nothing twice.",
+    operation_id="cleanupExecution",
+    tags=["operate"],
+    responses={
+        202: documented("Accepted: the clean-up is claimed and asked of DRS", ExecutionDocument),
+        400: documented("executionId, body or Idempotency-Key is malformed"),
+        404: documented("No such execution"),
+        409: documented(
+            "Not finished, a recovery without confirmRecovery, nothing to terminate, or a request with "
+            "this Idempotency-Key is still being answered: nothing done"
+        ),
+        415: documented("Content-Type is not application/json"),
+        422: KEYED[422],
+        503: BUSY,
+        **GATEWAY_ANSWERS,
+    },
+)
+def cleanup_execution(executionId: str) -> Response[str]:
+    return answer_once(
+        app.current_event,
+        app.lambda_context,
+        lambda: _cleanup(executionId),
+        remember={202},
+        retry_after=RETRY_AFTER,
+    )
+
+
+def _cleanup(execution_id: str) -> Response[str]:
+    if not EXECUTION_ID.fullmatch(execution_id):
+        return error(400, "executionId must be a lowercase UUID4")
+    event = app.current_event
+    try:
+        text = event.decoded_body or ""
+    except ValueError:
+        return error(400, "body must be a JSON object (UTF-8 text)")
+    try:
+        body = (
+            decode_json_body(text, event.headers.get("content-type"), what="invalid clean-up request")
+            if text.strip()
+            else {}  # a drill's clean-up needs no body
+        )
+        request = CleanupRequest.model_validate(body)
+    except BodyRefused as refused:
+        return Response(refused.status, JSON, refused.document.model_dump_json())
+    except ValidationError as invalid:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in invalid.errors()]
+        return Response(
+            400, JSON, ErrorDocument(message="invalid clean-up request", problems=problems).model_dump_json()
+        )
+    logger.append_keys(executionId=execution_id)
+    try:
+        document = services().executions.cleanup(execution_id, confirm_recovery=request.confirm_recovery)
+    except NotFound:
+        return error(404, "execution not found")
+    except WrongState as wrong:
+        return error(409, str(wrong))
+    except TemporaryError as busy:
+        return error(
+            503, f"temporarily unavailable, retry shortly ({busy})", headers={"Retry-After": RETRY_AFTER}
+        )
+    logger.info("execution clean-up accepted")
+    return Response(202, JSON, document.model_dump_json(by_alias=True))
 
 
 @logger.inject_lambda_context(clear_state=True)

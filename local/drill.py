@@ -25,8 +25,11 @@ APP_TARGET, WEB_TARGET = DEFAULT_SPOKES
 SAMPLE_DRILL: dict[str, Any] = {
     "name": "Quarterly DR drill",
     "isDrill": True,
+    # The RTO targets (seconds from the start; the demo's clock runs a drill in about half a
+    # minute): the whole service, and the databases first
+    "rtoTargetSeconds": 90,
     "waves": [
-        {"name": "Databases", "hosts": ["db-01", "db-02", "db-03"], "target": HUB},
+        {"name": "Databases", "hosts": ["db-01", "db-02", "db-03"], "target": HUB, "rtoTargetSeconds": 60},
         {
             "name": "Application tier",
             "hosts": ["app-01", "app-02", "app-03", "app-04", "app-05"],
@@ -58,8 +61,12 @@ def start_drill(stack: LiveStack, plan: dict[str, Any] | None = None) -> str:
         planned: dict[str, Any] = {"name": wave["name"], "sourceServerIds": ids}
         if "target" in wave:
             planned.update(accountId=account, region=region)
+        if "rtoTargetSeconds" in wave:
+            planned["rtoTargetSeconds"] = wave["rtoTargetSeconds"]
         waves.append(planned)
     body = {"name": plan["name"], "isDrill": plan["isDrill"], "waves": waves}
+    if "rtoTargetSeconds" in plan:
+        body["rtoTargetSeconds"] = plan["rtoTargetSeconds"]
     status, _, document = stack.http("POST", "/executions", body=body)
     if status != 202:
         # Who else asked DRS to start these servers (their tags name the execution and wave):

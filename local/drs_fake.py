@@ -189,36 +189,55 @@ class DrsFake(DrsState):
             return self._page("DescribeJobLogItems", self._logs.get(request["jobID"], []), request)
 
     def terminate_recovery_instances(self, params: Json | None = None, /, **kwargs: Any) -> Json:
-        """TerminateRecoveryInstances: a TERMINATE job, returned already COMPLETED.
+        """TerminateRecoveryInstances: a TERMINATE job, returned already COMPLETED (the simulator
+        plays it over time instead).
 
         The instances stay listed with ec2InstanceState TERMINATED; their servers turn TERMINATED
-        in the job that launched them.
+        in the job that launched them; their EC2 instances are terminated (`terminate_ec2`).
         """
         with self._lock:
             request = self._begin("TerminateRecoveryInstances", params or {}, kwargs)
-            ids: list[str] = request["recoveryInstanceIDs"]
-            unknown = [rid for rid in ids if rid not in self._instances]
-            if unknown:
-                raise validation_error(f"Unknown recovery instance IDs: {unknown}")
-            gone = [rid for rid in ids if self._instances[rid]["ec2InstanceState"] == "TERMINATED"]
-            if gone:
-                raise DrsApiError("ConflictException", 409, f"Recovery instances already terminated: {gone}")
-            participants = []
-            for rid in dict.fromkeys(ids):
-                instance = self._instances[rid]
-                sid = instance["sourceServerID"]
-                instance["ec2InstanceState"] = "TERMINATED"
-                for server in self._jobs[instance["jobID"]]["participatingServers"]:
-                    if server.get("recoveryInstanceID") == rid:
-                        server["launchStatus"] = "TERMINATED"
-                if self._servers[sid].get("recoveryInstanceId") == rid:
-                    del self._servers[sid]["recoveryInstanceId"]
-                participants.append(
-                    {"sourceServerID": sid, "recoveryInstanceID": rid, "launchStatus": "TERMINATED"}
-                )
-            job = self._new_job("TERMINATE", "TERMINATE_RECOVERY_INSTANCES", participants, {}, False)
+            ids = list(dict.fromkeys(request["recoveryInstanceIDs"]))
+            job = self._terminate_job(ids)
+            for rid in ids:
+                self.terminate_instance(job["jobID"], rid)
             self.set_job_status(job["jobID"], "COMPLETED")
             return self._finish("TerminateRecoveryInstances", {"job": job})
+
+    def _terminate_job(self, ids: list[str]) -> Json:
+        """A new TERMINATE job for these recovery instances (checked as DRS checks them)."""
+        unknown = [rid for rid in ids if rid not in self._instances]
+        if unknown:
+            raise validation_error(f"Unknown recovery instance IDs: {unknown}")
+        gone = [rid for rid in ids if self._instances[rid]["ec2InstanceState"] == "TERMINATED"]
+        if gone:
+            raise DrsApiError("ConflictException", 409, f"Recovery instances already terminated: {gone}")
+        participants = [
+            {
+                "sourceServerID": self._instances[rid]["sourceServerID"],
+                "recoveryInstanceID": rid,
+                "launchStatus": "PENDING",
+            }
+            for rid in ids
+        ]
+        return self._new_job("TERMINATE", "TERMINATE_RECOVERY_INSTANCES", participants, {}, False)
+
+    def terminate_instance(self, job_id: str, recovery_instance_id: str) -> None:
+        """DRS truth: a TERMINATE job's instance is gone (DRS, the launch job, EC2)."""
+        with self._lock:
+            instance = self._instances[recovery_instance_id]
+            sid = instance["sourceServerID"]
+            instance["ec2InstanceState"] = "TERMINATED"
+            for server in self._jobs[instance["jobID"]]["participatingServers"]:
+                if server.get("recoveryInstanceID") == recovery_instance_id:
+                    server["launchStatus"] = "TERMINATED"
+            for server in self._jobs[job_id]["participatingServers"]:
+                if server.get("recoveryInstanceID") == recovery_instance_id:
+                    server["launchStatus"] = "TERMINATED"
+            if self._servers[sid].get("recoveryInstanceId") == recovery_instance_id:
+                del self._servers[sid]["recoveryInstanceId"]
+            if self.terminate_ec2 is not None:
+                self.terminate_ec2(instance["ec2InstanceID"])
 
     @staticmethod
     def _parse_filter_date(text: str | None) -> datetime | None:

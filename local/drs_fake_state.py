@@ -109,6 +109,8 @@ class DrsState:
         self._logs: dict[str, list[Json]] = {}
         self._instances: dict[str, Json] = {}
         self._throttles: Counter[str] = Counter()
+        # Terminates a recovery instance's EC2 instance (the stack's moto EC2), when set.
+        self.terminate_ec2: Callable[[str], None] | None = None
 
     def call_counts(self) -> dict[str, int]:
         """How many times each operation was called (throttled calls included)."""

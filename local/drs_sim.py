@@ -3,6 +3,8 @@
 `DrsFake` answers the API; this module makes it live. A started job turns STARTED, then each
 server goes PENDING → IN_PROGRESS (snapshot and conversion log items) → LAUNCHED onto a real
 EC2 instance (moto's, so DescribeInstances has its type, private IP and launch time) or FAILED;
+a TERMINATE job (TerminateRecoveryInstances, a drill's clean-up) takes each instance SHUTTING-DOWN
+then TERMINATED, terminating its EC2 instance (`terminate_ec2`), and completes after the last;
 one Launch Result event per server goes to the event bus; the job turns COMPLETED a little after
 its last server. What a run looks like is set by `SimConfig`: per-call latency (typical AWS
 ranges by default), launch durations, failure rate, EC2 visibility delay, throttling, and event
@@ -66,6 +68,7 @@ class SimConfig:
     prepare: Span = (1.0, 3.0)  # job STARTED -> server IN_PROGRESS (snapshot taken)
     launch: Span = (2.0, 6.0)  # IN_PROGRESS -> LAUNCHED or FAILED (conversion, boot)
     job_end: Span = (1.0, 2.5)  # last server done -> job COMPLETED
+    shut_down: Span = (0.5, 2.0)  # a TERMINATE job's instance: STARTED -> SHUTTING-DOWN -> TERMINATED
     failure_rate: float = 0.0  # share of servers that end FAILED
     ec2_visibility: Span = (0.0, 0.0)  # an instance is invisible to DescribeInstances this long
     throttle_rate: float = 0.0  # share of read calls answered ThrottlingException (DRS and EC2)
@@ -197,6 +200,17 @@ class DrsSimulator(DrsFake):
         self._plan_job(response["job"])
         return response
 
+    def terminate_recovery_instances(self, params: Json | None = None, /, **kwargs: Any) -> Json:
+        """A TERMINATE job that runs over time: STARTED, each instance SHUTTING-DOWN then
+        TERMINATED (its EC2 instance terminated then), the job COMPLETED after the last."""
+        with self._lock:
+            request = self._begin("TerminateRecoveryInstances", params or {}, kwargs)
+            ids = list(dict.fromkeys(request["recoveryInstanceIDs"]))
+            job = self._terminate_job(ids)
+            response = self._finish("TerminateRecoveryInstances", {"job": job})
+        self._plan_termination(job["jobID"], ids)
+        return response
+
     # ---------------------------------------------------------------- the timeline
 
     def _plan_job(self, job: Json) -> None:
@@ -222,6 +236,21 @@ class DrsSimulator(DrsFake):
                 f"{sid} done",
                 partial(self._finish_server, job_id, sid, plan, is_drill),
             )
+        done = last + rng.uniform(*config.job_end)
+        self._at(done, f"{job_id} COMPLETED", lambda: self._complete_job(job_id))
+
+    def _plan_termination(self, job_id: str, recovery_instance_ids: list[str]) -> None:
+        config = self.config
+        rng = random.Random(f"{config.seed}:{job_id}")
+        started_at = self.clock.seconds() + rng.uniform(*config.job_start)
+        self._at(started_at, f"{job_id} STARTED", lambda: self.set_job_status(job_id, "STARTED"))
+        last = started_at
+        for rid in recovery_instance_ids:
+            shutting_at = started_at + rng.uniform(*config.shut_down)
+            gone_at = shutting_at + rng.uniform(*config.shut_down)
+            last = max(last, gone_at)
+            self._at(shutting_at, f"{rid} SHUTTING-DOWN", partial(self.set_ec2_state, rid, "SHUTTING-DOWN"))
+            self._at(gone_at, f"{rid} TERMINATED", partial(self.terminate_instance, job_id, rid))
         done = last + rng.uniform(*config.job_end)
         self._at(done, f"{job_id} COMPLETED", lambda: self._complete_job(job_id))
 

@@ -52,7 +52,7 @@ _SERVICE_OF_EVENT = {event: service for service, event in SERVICES.items()}
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
 # Operations whose client never retries by itself (reconciler/clients.py NO_RETRY_CONFIG): a lost
 # answer reaches the caller as a read timeout, the request having committed.
-NO_RETRY = ("drs:StartRecovery",)
+NO_RETRY = ("drs:StartRecovery", "drs:TerminateRecoveryInstances")
 TOKEN_WINDOW_SECONDS = 600.0  # DynamoDB's ClientRequestToken idempotency window
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

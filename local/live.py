@@ -90,13 +90,14 @@ DRS_READS = ("drs:DescribeJobs", "drs:DescribeRecoveryInstances", "drs:DescribeS
 
 def cloud_fault_key(kind: str, operation: str) -> str:
     """The name a fired `CloudFaults` fault is counted under, beside the simulator's and the
-    embedded AWS's own: service, "start_" for StartRecovery, kind ("dynamodb_lost_answer",
-    "drs_start_lost_answer", "drs_start_quota_exceeded", "dynamodb_throttled", ...; a refused
+    embedded AWS's own: service, "start_" for StartRecovery ("terminate_" for a drill's clean-up's
+    TerminateRecoveryInstances), kind ("dynamodb_lost_answer", "drs_start_lost_answer",
+    "drs_terminate_lost_answer", "drs_start_quota_exceeded", "dynamodb_throttled", ...; a refused
     call is "access_denied"). The reliability battery counts its faults the same way."""
     if kind == "access_denied":
         return "access_denied"
     service, _, name = operation.partition(":")
-    start = "start_" if name == "StartRecovery" else ""
+    start = {"StartRecovery": "start_", "TerminateRecoveryInstances": "terminate_"}.get(name, "")
     return f"{service}_{start}{'throttled' if kind == 'throttle' else kind}"
 
 
@@ -196,6 +197,8 @@ class LiveStack:
                 account=target[0],
                 region=target[1],
             )
+        for target, sim in self.sims.items():
+            sim.terminate_ec2 = partial(self._terminate_instance, target)
         self.sim = self.sims[self.hub]
         self.drs_targets = DrsTargets(self.sim, hub_target=self.hub)
         for target in self.spokes:
@@ -404,6 +407,11 @@ class LiveStack:
         reply = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType=instance_type)
         instance = reply["Instances"][0]
         return str(instance["InstanceId"]), instance.get("PrivateIpAddress")
+
+    def _terminate_instance(self, target: Target, instance_id: str) -> None:
+        """A recovery instance's EC2 instance terminated (a simulated TERMINATE job)."""
+        ec2 = self.ec2 if target == self.hub else self.control.client("ec2", *target)
+        ec2.terminate_instances(InstanceIds=[instance_id])
 
     # ---------------------------------------------------------------- the API, as a client sees it
 

@@ -234,6 +234,8 @@ class LocalStack:
             create_spoke_roles(
                 self.control.client("iam", account, HUB_REGION), account, external_id=self.external_id
             )
+        for target in (self.hub, *self.spokes):  # DRS's terminate jobs terminate moto's instances
+            self.drs_for(*target).terminate_ec2 = self._terminator(target)
         self.stream = StreamDelivery(self.table_name, self.call, region=REGION)
         self._reset_runtime()
         self.counter.reset()
@@ -320,6 +322,14 @@ class LocalStack:
             private_ip=instance.get("PrivateIpAddress"),
         )
         return str(instance["InstanceId"])
+
+    def _terminator(self, target: Target) -> Callable[[str], None]:
+        """Terminates an EC2 instance of the target with a client nothing above sees."""
+
+        def terminate(instance_id: str) -> None:
+            self.control.client("ec2", *target).terminate_instances(InstanceIds=[instance_id])
+
+        return terminate
 
     def fail(
         self, job_id: str, source_server_id: str, *, account: str | None = None, region: str | None = None

@@ -54,13 +54,13 @@ def later_launch_status(stored: LaunchStatus, observed: str) -> LaunchStatus:
     return candidate if candidate in _LATER[stored] else stored
 
 
-def _merge_server(stored: ServerRecord, seen: ObservedServer | None) -> ServerRecord:
+def _merge_server(stored: ServerRecord, seen: ObservedServer | None, now: datetime) -> ServerRecord:
     if seen is None:
         return stored
     ec2 = seen.ec2
     if ec2 is not None and seen.ec2_instance_id and ec2.instance_id != seen.ec2_instance_id:
         ec2 = None
-    return stored.model_copy(
+    merged = stored.model_copy(
         update={
             "launch_status": later_launch_status(stored.launch_status, seen.launch_status),
             "recovery_instance_id": seen.recovery_instance_id or stored.recovery_instance_id,
@@ -71,6 +71,17 @@ def _merge_server(stored: ServerRecord, seen: ObservedServer | None) -> ServerRe
             "ec2_state": (ec2.state if ec2 else None) or stored.ec2_state,
         }
     )
+    return _recovered(merged, now)
+
+
+def _recovered(server: ServerRecord, now: datetime) -> ServerRecord:
+    """Stamp `recovered_at` (the RTO report's end of a server's recovery) the first time the
+    server is LAUNCHED with all four EC2 details: in the very record, so the very write, that
+    makes it complete. `now` is the observation's time (next_state stays pure); a stamp is never
+    moved, so a replayed or older observation cannot change it."""
+    if server.recovered_at or server.launch_status not in _LAUNCHED or not server.has_ec2_details:
+        return server
+    return server.model_copy(update={"recovered_at": iso_z(now)})
 
 
 def _truncate(text: str) -> str:
@@ -129,7 +140,7 @@ def next_state(stored: WaveRecord, observed: Observation, *, ec2_grace: timedelt
     if stored.is_terminal or stored.job_id is None or job is None or job.job_id != stored.job_id:
         return stored
     now = observed.observed_at
-    servers = tuple(_merge_server(s, job.servers.get(s.source_server_id)) for s in stored.servers)
+    servers = tuple(_merge_server(s, job.servers.get(s.source_server_id), now) for s in stored.servers)
     update: dict[str, object] = {
         "servers": servers,
         "status": WaveStatus.LAUNCHING,

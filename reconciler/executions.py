@@ -27,6 +27,7 @@ from schemas.api import (
 from schemas.records import ExecutionRecord, ServerRecord, WaveRecord, WaveStatus
 from schemas.times import iso_z
 
+from .cleanup import Cleaner
 from .controls import Controls, NotFound, WrongState
 from .documents import execution_document
 from .errors import PermanentError, ReconcilerError, TemporaryError, VersionConflict, classify_aws_error
@@ -129,6 +130,15 @@ class Executions:
             flush=flush,
         )
         self.controls = Controls(store, clock=clock, policy=policy, advance=self.advance, flush=flush)
+        self.cleaner = Cleaner(
+            store,
+            drs_terminate=clients.drs_start,  # the start level's client, without SDK retries
+            observers=clients.observer,
+            clock=clock,
+            policy=policy,
+            grace=start_grace,
+            sleep=sleep,
+        )
 
     # ------------------------------------------------------------------ delegated
 
@@ -143,6 +153,9 @@ class Executions:
 
     def cancel(self, execution_id: str) -> ExecutionDocument:
         return self.controls.cancel(execution_id)
+
+    def cleanup(self, execution_id: str, *, confirm_recovery: bool = False) -> ExecutionDocument:
+        return self.cleaner.request(execution_id, confirm_recovery=confirm_recovery)
 
     # ------------------------------------------------------------------ a new execution
 
@@ -263,6 +276,7 @@ class Executions:
                     is_drill=request.is_drill,
                     wave_count=len(request.waves),
                     stop_on_partial=request.stop_on_partial,
+                    rto_target_seconds=request.rto_target_seconds,
                     paused_before=None if starts_now else 1,
                     version=0,
                     created_at=now,
@@ -279,6 +293,7 @@ class Executions:
                         start_requested_at=now if number == 1 and starts_now else None,
                         start_attempts=1 if number == 1 and starts_now else 0,
                         pause_before_wave=wave.pause_before_wave,
+                        rto_target_seconds=wave.rto_target_seconds,
                         servers=tuple(
                             ServerRecord(
                                 source_server_id=sid,
@@ -312,6 +327,7 @@ class Executions:
                 tuple(w.source_server_ids),
                 wave_target(w, (hub.account_id, hub.region)),
                 w.pause_before_wave,
+                w.rto_target_seconds,
             )
             for w in request.waves
         ]
@@ -321,13 +337,21 @@ class Executions:
                 tuple(s.source_server_id for s in w.servers),
                 (w.account_id, w.region),
                 w.pause_before_wave,
+                w.rto_target_seconds,
             )
             for w in waves
         ]
-        same = (execution.name, execution.is_drill, execution.stop_on_partial, recorded) == (
+        same = (
+            execution.name,
+            execution.is_drill,
+            execution.stop_on_partial,
+            execution.rto_target_seconds,
+            recorded,
+        ) == (
             request.name,
             request.is_drill,
             request.stop_on_partial,
+            request.rto_target_seconds,
             planned,
         )
         if not same:

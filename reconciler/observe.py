@@ -157,6 +157,50 @@ class DrsObserver:
             raise classify_aws_error(error, f"find job of {execution_id}/{wave_number}") from error
         return None
 
+    def cleanup_look(
+        self,
+        recovery_instance_ids: Sequence[str],
+        ec2_instance_ids: Sequence[str],
+        job_ids: Sequence[str],
+        since: str | None,
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """What a clean-up needs to see (reconciler/cleanup_rules.py `CleanupLook`): DRS's
+        ec2InstanceState of each recovery instance it still lists; EC2's state of each instance
+        it still shows; and the status of the recorded TERMINATE jobs plus any TERMINATE job
+        created since `since` (less a minute) that names one of the instances (a job whose
+        answer was lost is adopted)."""
+        wanted = set(recovery_instance_ids)
+        try:
+            drs_states: dict[str, str] = {}
+            paginator = self._drs.get_paginator("describe_recovery_instances")
+            for batch in chunks(recovery_instance_ids, DRS_FILTER_MAX):
+                for page in paginator.paginate(
+                    filters={"recoveryInstanceIDs": batch}, PaginationConfig=self._page
+                ):
+                    for item in page.get("items", []):
+                        drs_states[item["recoveryInstanceID"]] = str(item.get("ec2InstanceState", ""))
+            ec2_states = {
+                iid: details.state
+                for iid, details in self._ec2_details(ec2_instance_ids).items()
+                if details.state
+            }
+            jobs: dict[str, str] = {}
+            pages = self._drs.get_paginator("describe_jobs")
+            if job_ids:
+                for page in pages.paginate(filters={"jobIDs": list(job_ids)}, PaginationConfig=self._page):
+                    for item in page.get("items", []):
+                        jobs[item["jobID"]] = str(item.get("status", "PENDING"))
+            if since is not None:
+                start = iso_z(parse_time(since) - timedelta(minutes=1))
+                for page in pages.paginate(filters={"fromDate": start}, PaginationConfig=self._page):
+                    for item in page.get("items", []):
+                        named = {p.get("recoveryInstanceID") for p in item.get("participatingServers", [])}
+                        if item.get("type") == "TERMINATE" and named & wanted:
+                            jobs[item["jobID"]] = str(item.get("status", "PENDING"))
+        except (ClientError, BotoCoreError) as error:
+            raise classify_aws_error(error, "look at a clean-up") from error
+        return drs_states, ec2_states, jobs
+
     def _describe_job(self, job_id: str) -> dict[str, Any] | None:
         pages = self._drs.get_paginator("describe_jobs").paginate(
             filters={"jobIDs": [job_id]}, PaginationConfig=self._page

@@ -519,7 +519,11 @@ class WaveStore:
             "itemType": "WAVE",
             **wave.model_dump(by_alias=True, exclude_none=True, mode="json"),
         }
-        if ((wave.job_id or wave.start_requested_at) and not wave.is_terminal) or wave.outbox:
+        if (
+            ((wave.job_id or wave.start_requested_at) and not wave.is_terminal)
+            or wave.outbox
+            or wave.cleanup_is_open
+        ):
             plain["inflight"] = inflight_shard(key)
         return plain
 

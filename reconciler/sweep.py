@@ -3,7 +3,8 @@
 Events can be lost, and a DRS job can complete after its last Launch Result, so correctness
 rests here (I6). Only items in the sparse `inflight` index are visited: in-flight waves are
 reconciled, unfinished executions advanced (a wave whose terminal write was not followed by the
-next step gets it here), and events left in an outbox published. A finished wave costs nothing.
+next step gets it here), events left in an outbox published, and a drill's open clean-up
+reconciled to EC2's truth (reconciler/cleanup.py). A finished wave costs nothing.
 
 DRS throttles per account, and a hub serves many (docs/multi-account.md): waves are reconciled in
 one lane per target account, at most `account_concurrency` of a lane at once while another lane
@@ -32,7 +33,7 @@ from schemas.times import parse_time
 from .errors import PermanentError, ReconcilerError
 from .executions import Executions
 from .observability import logger, metrics_count
-from .reconcile import Reconciler
+from .reconcile import Outcome, Reconciler
 from .spokes import SpokeAccessError, Target
 from .store import EXECUTION_SK, INFLIGHT_SHARDS, WaveKey, WaveStore
 
@@ -227,7 +228,10 @@ class Sweeper:
             if lane.refused is not None and wave is not None:
                 self._reconciler.note_access_problem(wave, lane.refused)  # no second AssumeRole
                 return "unreachable"
-            return self._reconciler.reconcile_wave(key, wave).value
+            outcome = self._reconciler.reconcile_wave(key, wave)
+            if outcome is Outcome.TERMINAL and (wave is None or wave.cleanup_is_open):
+                return self._executions.cleaner.reconcile(key, wave) or outcome.value  # a drill's clean-up
+            return outcome.value
         except SpokeAccessError as error:
             if isinstance(error, PermanentError):
                 lane.refused = str(error)

@@ -22,6 +22,9 @@ EXECUTION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{
 SOURCE_SERVER_ID = re.compile(r"s-[0-9a-zA-Z]{17}")
 # The Idempotency-Key header of the operating routes (handlers/idempotency.py).
 IDEMPOTENCY_KEY = r"^[A-Za-z0-9._:-]{1,128}$"
+# A plan's target RTO (recovery time objective), in seconds: a minute to a week.
+RTO_TARGET_MIN = 60
+RTO_TARGET_MAX = 604_800
 # A wave's target (docs/multi-account.md): an AWS account id and a Region name.
 ACCOUNT_ID = r"^[0-9]{12}$"
 REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
@@ -76,6 +79,8 @@ class WavePlan(_ApiModel):
     # Where the wave recovers: another account and/or Region than the hub's (the default).
     account_id: str | None = Field(default=None, pattern=ACCOUNT_ID)
     region: str | None = Field(default=None, pattern=REGION, max_length=32)
+    # This wave's target RTO (seconds from the execution's start); default: the execution's.
+    rto_target_seconds: int | None = Field(default=None, ge=RTO_TARGET_MIN, le=RTO_TARGET_MAX)
 
 
 class ReadinessCheck(StrEnum):
@@ -99,6 +104,9 @@ class CreateExecutionRequest(_ApiModel):
     waves: list[WavePlan] = Field(max_length=100)
     # Warning-level readiness checks this plan goes ahead despite (errors are never accepted).
     accept_warnings: list[AcceptableWarning] = Field(default_factory=list, max_length=2)
+    # The target RTO: seconds from the execution's start (recovery declared) to every server
+    # launched with its EC2 details; a wave's own target overrides it for that wave.
+    rto_target_seconds: int | None = Field(default=None, ge=RTO_TARGET_MIN, le=RTO_TARGET_MAX)
 
 
 class ReadinessProblem(_ApiModel):
@@ -124,12 +132,20 @@ class ServerDocument(_ApiModel):
     source_server_id: str
     hostname: str | None
     launch_status: str
+    # DRS's recovery instance (what a drill's clean-up terminates) and its EC2 instance.
+    recovery_instance_id: str | None = None
     recovered_instance_id: str | None
     instance_type: str | None
     private_ip: str | None
     launch_time: str | None
     ec2_state: str | None
     error: str | None = None
+    # The RTO report (reconciler/report.py): when the reconciler first stored the server LAUNCHED
+    # with all four EC2 details; seconds from the execution's start to then; the wave's target.
+    recovered_at: str | None = None
+    rto_seconds: float | None = None
+    rto_target_seconds: int | None = None
+    rto_met: bool | None = None
 
 
 class WaveDocument(_ApiModel):
@@ -148,6 +164,18 @@ class WaveDocument(_ApiModel):
     account_id: str | None = None
     region: str | None = None
     access_problem: str | None = None
+    # The RTO report: the latest recoveredAt of its servers from the execution's start, once
+    # COMPLETED or PARTIAL; the wave's own target, else the execution's; met or not (null: unknown).
+    rto_seconds: float | None = None
+    rto_target_seconds: int | None = None
+    rto_met: bool | None = None
+    # The drill's clean-up of this wave's recovery instances (POST .../cleanup): REQUESTED,
+    # TERMINATING, TERMINATED or FAILED (null: never asked); DRS's TERMINATE jobs; why it failed.
+    cleanup_status: str | None = None
+    cleanup_requested_at: str | None = None
+    cleanup_job_ids: list[str] = Field(default_factory=list)
+    cleanup_error: str | None = None
+    cleanup_end_time: str | None = None
     servers: list[ServerDocument]
 
 
@@ -162,6 +190,13 @@ class ExecutionDocument(_ApiModel):
     end_time: str | None = None
     created_at: str
     updated_at: str
+    # The RTO report: the latest wave's rtoSeconds once the execution is finished, against the
+    # execution's own target.
+    rto_seconds: float | None = None
+    rto_target_seconds: int | None = None
+    rto_met: bool | None = None
+    # The clean-up across its waves (reconciler/cleanup_rules.py `execution_cleanup_status`).
+    cleanup_status: str | None = None
     waves: list[WaveDocument]
 
 
@@ -235,6 +270,15 @@ def _capped(problems: list[str]) -> list[str]:
 class ErrorDocument(_ApiModel):
     message: str
     problems: Annotated[list[str], AfterValidator(_capped)] = Field(default_factory=list)
+
+
+class CleanupRequest(_ApiModel):
+    """`POST /executions/{executionId}/cleanup`'s body (optional for a drill): a recovery's
+    instances are the recovered workload, terminated only with `confirmRecovery: true`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True)
+
+    confirm_recovery: bool = False
 
 
 class StartRefusedDocument(_ApiModel):

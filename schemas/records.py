@@ -60,6 +60,27 @@ LAUNCH_TRANSITIONS: dict[LaunchStatus, frozenset[LaunchStatus]] = {
 }
 
 
+class CleanupStatus(StrEnum):
+    """A drill's clean-up of one wave's recovery instances (reconciler/cleanup.py): its own
+    forward-only graph beside the wave's status, which stays terminal (I1)."""
+
+    REQUESTED = "REQUESTED"  # claimed: TerminateRecoveryInstances is (being) asked, no job recorded yet
+    TERMINATING = "TERMINATING"  # DRS's TERMINATE job recorded; EC2 does not say terminated for all yet
+    TERMINATED = "TERMINATED"  # EC2 says terminated for every recovery instance of the wave
+    FAILED = "FAILED"  # DRS refused, or instances still ran after the last attempt: `cleanupError` says why
+
+
+OPEN_CLEANUP_STATUSES = frozenset({CleanupStatus.REQUESTED, CleanupStatus.TERMINATING})
+CLEANUP_TRANSITIONS: dict[CleanupStatus, frozenset[CleanupStatus]] = {
+    CleanupStatus.REQUESTED: frozenset(
+        {CleanupStatus.TERMINATING, CleanupStatus.TERMINATED, CleanupStatus.FAILED}
+    ),
+    CleanupStatus.TERMINATING: frozenset({CleanupStatus.TERMINATED, CleanupStatus.FAILED}),
+    CleanupStatus.TERMINATED: frozenset(),
+    CleanupStatus.FAILED: frozenset(),
+}
+
+
 class ExecutionStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -87,6 +108,9 @@ class ServerRecord(_Record):
     launch_time: str | None = None
     ec2_state: str | None = None
     error: str | None = None
+    # When the reconciler first stored this server LAUNCHED with all four EC2 details (set in that
+    # very write, never changed after): the end of its recovery, for the RTO report.
+    recovered_at: str | None = None
 
     @property
     def has_ec2_details(self) -> bool:
@@ -132,8 +156,19 @@ class WaveRecord(_Record):
     error: str | None = None
     servers: tuple[ServerRecord, ...]
     pause_before_wave: bool = False
+    # The plan's target RTO for this wave (its own, else None: the execution's applies).
+    rto_target_seconds: int | None = None
     announced: bool = False
     start_attempts: int = 0
+    # The drill's clean-up (POST /executions/{id}/cleanup, reconciler/cleanup.py): claimed at
+    # `cleanup_requested_at` (attempt `cleanup_attempts`), DRS's TERMINATE jobs, why it failed or
+    # is waiting (`cleanup_error`), and when EC2 said terminated for every instance.
+    cleanup_status: CleanupStatus | None = None
+    cleanup_requested_at: str | None = None
+    cleanup_attempts: int = 0
+    cleanup_job_ids: tuple[str, ...] = ()
+    cleanup_error: str | None = None
+    cleanup_end_time: str | None = None
     outbox: tuple[OutboxEvent, ...] = ()
     expires_at: int | None = None
     version: int = Field(ge=0)
@@ -143,6 +178,11 @@ class WaveRecord(_Record):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_WAVE_STATUSES
+
+    @property
+    def cleanup_is_open(self) -> bool:
+        """A clean-up claimed and not over: the wave stays on the sweep's worklist."""
+        return self.cleanup_status in OPEN_CLEANUP_STATUSES
 
 
 TERMINAL_EXECUTION_STATUSES = frozenset(
@@ -163,6 +203,8 @@ class ExecutionRecord(_Record):
     is_drill: bool
     wave_count: int = Field(ge=1)
     stop_on_partial: bool = True
+    # The plan's target RTO (seconds from `created_at`), if it set one.
+    rto_target_seconds: int | None = None
     paused_before: int | None = None
     resumed: tuple[int, ...] = ()
     cancel_requested_at: str | None = None

@@ -11,6 +11,7 @@ import pytest
 
 from local.drs_fake import DrsApiError
 from local.stack import LocalStack
+from reconciler import runtime
 from reconciler.observation import Observation
 
 WRITE_CALLS = (
@@ -93,3 +94,24 @@ def lose_the_answer(stack: LocalStack, *, job_created: bool) -> None:
         return original(params, **kwargs)
 
     stack.fake.start_recovery = flaky  # type: ignore[method-assign]
+
+
+def taken_after_readiness(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, source_server_id: str, *, is_drill: bool = False
+) -> list[dict[str, Any]]:
+    """Another operator's DRS job takes the server just after our readiness check found it free:
+    a race the check cannot close, so DRS refuses our StartRecovery (ConflictException). Returns
+    the list that receives that job (`["job"]` of its StartRecovery answer)."""
+    executions = runtime.services().executions
+    checked = executions._account_load
+    taken: list[dict[str, Any]] = []
+
+    def then_taken(target: Any) -> Any:
+        load = checked(target)
+        if not taken:
+            request = {"sourceServers": [{"sourceServerID": source_server_id}], "isDrill": is_drill}
+            taken.append(stack.fake.start_recovery(request))
+        return load
+
+    monkeypatch.setattr(executions, "_account_load", then_taken)
+    return taken

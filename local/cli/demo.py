@@ -11,7 +11,8 @@ progress as a table that redraws in place (on a terminal) or as one line per cha
 each wave with its account and Region. Prints the page's URL and keeps serving until Ctrl-C.
 Once the drill is over it prints the execution list as `GET /executions` answers it (newest
 first: id, name, status, waves, created), once the list shows the drill's final status (the list
-reads each execution's own item, which can trail the execution's document by a few seconds).
+reads each execution's own item, which can trail the execution's document by a few seconds), then
+the drill's RTO report (`GET /executions/{id}/report`, Markdown: the plan sets an RTO target).
 With `--exit-when-done` it exits 0 once the execution is terminal, after printing the final table
 and the list (and, with `--json`, the final document and the list as its last line: every wave
 carries `accountId` and `region`). `--faults` turns on the fault profile: lost, duplicated and reordered events, EC2
@@ -20,7 +21,10 @@ own AWS clients (`local.faults`), lost answers of DynamoDB writes that committed
 conflicts, DynamoDB throttling, DRS 5xx and connect timeouts, and wave 1's StartRecovery refused
 over the job quota, throttled until it is deferred again, then answered with a timeout after its
 job was created (the sweep adopts it). IAM is enforced on every call the handlers make, and on
-every call made with a spoke's role.
+every call made with a spoke's role. `--cleanup` ends by cleaning up the drill
+(`POST /executions/{id}/cleanup` with an Idempotency-Key): DRS terminates every recovery instance,
+the sweep follows them until EC2 says terminated, and the final table (and, with `--json`, the last
+line's document) shows each server's `ec2State` `terminated`.
 
 Time is compressed: servers launch in seconds, and the sweep's `rate(1 minute)` fires every
 60/`--speed` seconds.
@@ -57,14 +61,18 @@ LIST_COLUMNS = (
 def progress_line(document: dict[str, Any], elapsed: float) -> str:
     """`[  12.3s] RUNNING  w1 123456789012/us-east-1 COMPLETED 3/3 · w2 222222222222/us-east-1
     LAUNCHING 1/5 · ...` (each wave's account/Region, status, launched/total; `!` when its account
-    cannot be reached)."""
+    cannot be reached; once cleaned up, its clean-up status and terminated/launched)."""
     waves = []
     for wave in document["waves"]:
         launched = sum(1 for s in wave["servers"] if s["launchStatus"] == "LAUNCHED")
         unreachable = " !" if wave.get("accessProblem") else ""
+        cleanup = ""
+        if wave.get("cleanupStatus"):
+            gone = sum(1 for s in wave["servers"] if s.get("ec2State") == "terminated")
+            cleanup = f" clean-up {wave['cleanupStatus']} {gone}/{launched} terminated"
         waves.append(
             f"w{wave['waveNumber']} {target(wave)} {wave['status']}{unreachable} "
-            f"{launched}/{len(wave['servers'])}"
+            f"{launched}/{len(wave['servers'])}{cleanup}"
         )
     return f"[{elapsed:6.1f}s] {document['status']:<9} " + " · ".join(waves)
 
@@ -176,6 +184,117 @@ def list_report(stack: LiveStack, document: dict[str, Any]) -> tuple[str, list[d
     return "\n".join(lines), executions
 
 
+CLEANUP_OVER = {"TERMINATED", "FAILED"}
+
+
+def clean_up(
+    stack: LiveStack,
+    execution_id: str,
+    *,
+    idle_timeout: float,
+    on_document: Any = None,
+    attempts: int = 20,
+) -> dict[str, Any] | None:
+    """`POST /executions/{id}/cleanup` (asked again with the same Idempotency-Key after a 503 or
+    a 409 "still being answered"), then `GET` until every wave's clean-up is over; the document
+    then, or None once it stalled for `idle_timeout` s."""
+    headers = {"Idempotency-Key": f"demo-cleanup-{execution_id}"}
+    for _ in range(attempts):
+        status, answer_headers, body = stack.http(
+            "POST", f"/executions/{execution_id}/cleanup", headers=headers
+        )
+        if status == 202:
+            break
+        if status not in (409, 503) or (status == 409 and "Retry-After" not in answer_headers):
+            raise RuntimeError(f"POST /executions/{execution_id}/cleanup answered {status}: {body}")
+        time.sleep(min(float(answer_headers.get("Retry-After", "1")), 5.0))
+    else:
+        raise RuntimeError(f"POST /executions/{execution_id}/cleanup was never accepted")
+    seen: dict[str, Any] = {}
+
+    def over() -> dict[str, Any] | None:
+        document = get_json(stack, f"/executions/{execution_id}")
+        seen["document"] = document
+        if on_document is not None:
+            on_document(document)
+        return document if document.get("cleanupStatus") in CLEANUP_OVER else None
+
+    try:
+        found: dict[str, Any] | None = wait_until(
+            over,
+            what=f"execution {execution_id}'s clean-up to end",
+            progress=lambda: json.dumps(seen.get("document"), sort_keys=True),
+            idle_timeout=idle_timeout,
+            interval=0.5,
+        )
+    except Stalled:
+        return None
+    return found
+
+
+def show_cleanup(
+    stack: LiveStack, execution_id: str, *, out: TextIO, display: Display, started: float, timeout: float
+) -> dict[str, Any] | None:
+    """`--cleanup`: clean the drill up, show its progress, then the final table (instances
+    terminated); the final document, or None (said so) when it stalled."""
+    out.write(f"\nCleaning up the drill: POST {stack.api_url}/executions/{execution_id}/cleanup\n")
+    out.flush()
+    document = clean_up(
+        stack,
+        execution_id,
+        idle_timeout=timeout,
+        on_document=lambda d: display.show(d, stack, time.monotonic() - started),
+    )
+    if document is None:
+        out.write(f"\nThe clean-up stalled: it did not change for {timeout:.0f}s.\n")
+        return None
+    out.write(f"\n{render(document)}\n\nClean-up {document['cleanupStatus']}\n")
+    out.flush()
+    return document
+
+
+def rto_report(stack: LiveStack, execution_id: str) -> str:
+    """The drill's RTO report as `GET /executions/{id}/report` answers it (Markdown), under a line
+    naming the request."""
+    path = f"/executions/{execution_id}/report"
+    report = get_json(stack, path)  # a text answer comes back as text
+    return f"RTO report (GET {stack.api_url}{path}; ?format=csv for CSV)\n\n{str(report).rstrip()}"
+
+
+def show_unready(stack: LiveStack, out: TextIO) -> bool:
+    """`--unready`: a plan with servers that are not ready is refused (400, every problem listed,
+    nothing written), and its dry run reports the same checks. True when both answered so."""
+    good = stack.sim.add_source_server(hostname="ready-01")
+    stalled = stack.sim.add_source_server(hostname="stalled-01")
+    syncing = stack.sim.add_source_server(hostname="syncing-01")
+    stack.sim.set_replication_state(stalled, "STALLED")
+    stack.sim.set_replication_state(syncing, "INITIAL_SYNC")
+    plan = {
+        "name": "unready plan",
+        "isDrill": True,
+        "waves": [
+            {"name": "w1", "sourceServerIds": [good, stalled]},
+            {"name": "w2", "sourceServerIds": [syncing]},
+        ],
+    }
+    status, _, refused = stack.http("POST", "/executions", body=plan)
+    out.write(f"A plan with servers that are not ready: POST /executions answered {status}\n")
+    for problem in (refused or {}).get("problems", []):
+        out.write(f"  - {problem}\n")
+    dry_status, _, report = stack.http("POST", "/executions?dryRun=true", body=plan)
+    out.write(
+        f"Its dry run (POST /executions?dryRun=true) answered {dry_status}: ready={report.get('ready')}\n"
+    )
+    for problem in report.get("problems", []):
+        out.write(
+            f"  {problem['level']:<7} {problem['check']:<22} wave {problem['waveNumber']}  {problem['message']}\n"
+        )
+    listed = get_json(stack, "/executions")["executions"]
+    out.write(f"Executions recorded by them: {len(listed)}\n\n")
+    out.flush()
+    return status == 400 and dry_status == 200 and report.get("ready") is False and not listed
+
+
 def accounts_line(stack: LiveStack) -> str:
     """`Accounts: hub 123456789012/us-east-1; spokes 222222222222/us-east-1, ...`."""
     spokes = ", ".join(f"{account}/{region}" for account, region in stack.spokes) or "none"
@@ -232,12 +351,23 @@ class Display:
         self.out.flush()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The demo's options (README's Quick start lists them)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--exit-when-done", action="store_true", help="exit 0 once the execution is terminal")
     parser.add_argument("--faults", action="store_true", help="turn on the fault profile")
+    parser.add_argument(
+        "--unready",
+        action="store_true",
+        help="first POST a plan with servers that are not ready: refused (400) and its dry run shown",
+    )
+    parser.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="end by cleaning up the drill: terminate its recovery instances, follow them to terminated",
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the simulated run (default 7)")
     parser.add_argument("--port", type=int, default=0, help="port of the API and page (default: a free one)")
     parser.add_argument("--speed", type=float, default=12.0, help="schedule time compression (default 12)")
@@ -250,11 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", action="store_true", help="last line: the final document, faults and invocations as JSON"
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     out = sys.stdout
     config = SimConfig.profile("faults" if args.faults else "calm", seed=args.seed)
     started = time.monotonic()
     with LiveStack(config, speed=args.speed, api_port=args.port, instance_types=INSTANCE_TYPES) as stack:
+        if args.unready and not show_unready(stack, out):
+            out.write("The unready plan was not refused as it should be.\n")
+            return 1
         if args.faults:
             stack.arm_start_faults()  # wave 1's start: deferred twice, then its answer lost
         execution_id = start_drill(stack)
@@ -293,7 +430,15 @@ def main(argv: list[str] | None = None) -> int:
             out.write(f"\n{render(document)}\n\n{summary(stack, elapsed)}\n")
         listing, executions = list_report(stack, document)
         out.write(f"\n{listing}\n")
+        out.write(f"\n{rto_report(stack, execution_id)}\n")
         out.flush()
+        if args.cleanup:
+            cleaned = show_cleanup(
+                stack, execution_id, out=out, display=display, started=started, timeout=args.timeout
+            )
+            if cleaned is None:
+                return 1
+            document, elapsed = cleaned, time.monotonic() - started
         if not args.exit_when_done:
             out.write(
                 f"\nThe drill is over. The page stays up at {stack.page_url(execution_id)} "

@@ -2,7 +2,8 @@
 
 Each wave's header line names the account and Region it recovers in (`accountId`, `region`), then
 its status, job and times; a wave whose start DRS deferred says why (`startProblem`), and one
-whose account the hub cannot reach says so (`accessProblem`)."""
+whose account the hub cannot reach says so (`accessProblem`), and a drill's clean-up its status and
+TERMINATE jobs (`cleanupStatus`, `cleanupJobIds`; each server's EC2 state is the EC2 column)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def render(document: dict[str, Any]) -> str:
             lines.append(f"  ! {wave['error']}")
         if wave.get("accessProblem"):
             lines.append(f"  ! account unreachable: {wave['accessProblem']}")
+        if wave.get("cleanupStatus"):
+            jobs = ", ".join(wave.get("cleanupJobIds") or []) or "-"
+            problem = f": {wave['cleanupError']}" if wave.get("cleanupError") else ""
+            lines.append(f"  clean-up {wave['cleanupStatus']} (terminate job {jobs}){problem}")
         if wave.get("startProblem"):
             retry = f" (tried again from {wave['startRetryAt']})" if wave.get("startRetryAt") else ""
             lines.append(f"  ! start deferred: {wave['startProblem']}{retry}")

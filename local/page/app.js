@@ -35,8 +35,18 @@
  *   tr.server[data-server=<sourceServerId>][data-launch-status=<launchStatus>]
  *     > td[data-field=hostname|sourceServerId|launchStatus|recoveredInstanceId|instanceType|
  *                     privateIp|launchTime|ec2State|error]   (null → empty textContent)
+ *     > td also carry data-label (their column's name: the phone layout shows each row as a card)
  *   #changes (aria-live="polite") > #changes-list > li   changes since the last poll
- * Each detail render builds the execution off-DOM and swaps it into #doc with one replaceChildren call.
+ *   section#timeline > p#rto-summary                   the execution's RTO against its target, in words
+ *     > svg#timeline-svg (built with createElementNS)   the picture: time from the execution's start
+ *       > g.timeline-wave[data-wave][data-status] > rect.timeline-bar (the wave's start → end, or now),
+ *           text.timeline-label, text.timeline-progress ("<launched>/<total> launched"),
+ *           circle.timeline-mark[data-server] (a server's recoveredAt), line.timeline-wave-target
+ *       > line.timeline-target (the execution's rtoTargetSeconds), g.timeline-axis
+ *   dl.meta dd[data-field=rto]   a wave's rtoSeconds / rtoTargetSeconds, met or not
+ * Each detail render builds the execution off-DOM and swaps it into #doc with one replaceChildren call;
+ * the timeline alone is redrawn when the window is resized and, while the execution runs, after
+ * each poll (its running bars reach "now"), which counts as no render.
  */
 "use strict";
 
@@ -57,7 +67,7 @@ const changesList = document.getElementById("changes-list");
 const SERVER_FIELDS = [
   ["hostname", "Host"], ["sourceServerId", "Source server"], ["launchStatus", "Launch"],
   ["recoveredInstanceId", "Instance id"], ["instanceType", "Type"], ["privateIp", "Private IP"],
-  ["launchTime", "Launch time"], ["ec2State", "EC2 state"], ["error", "Error"],
+  ["launchTime", "Launch time"], ["ec2State", "EC2 state"], ["recoveredAt", "Recovered"], ["error", "Error"],
 ];
 // [field, label used in the changes list]; label "" = "<who> A → B"; null = highlight only.
 const EXEC_DIFF = [["status", ""], ["name", "name"], ["isDrill", "drill"], ["endTime", "ended"],
@@ -67,8 +77,8 @@ const WAVE_DIFF = [["status", ""], ["name", "name"], ["accountId", "account"], [
   ["accessProblem", "account unreachable"], ["startProblem", "start deferred"], ["startRetryAt", null]];
 const SERVER_DIFF = [["hostname", "host"], ["launchStatus", "launch"], ["recoveredInstanceId", "instance"],
   ["instanceType", "type"], ["privateIp", "private IP"], ["launchTime", "launch time"],
-  ["ec2State", "EC2 state"], ["error", "error"]];
-const TIME_FIELDS = new Set(["createdAt", "updatedAt", "startTime", "endTime", "launchTime"]);
+  ["ec2State", "EC2 state"], ["recoveredAt", "recovered"], ["error", "error"]];
+const TIME_FIELDS = new Set(["createdAt", "updatedAt", "startTime", "endTime", "launchTime", "recoveredAt"]);
 const TONES = {
   COMPLETED: "ok", LAUNCHED: "ok", PARTIAL: "warn", PAUSED: "warn", FAILED: "bad",
   LAUNCHING: "info", IN_PROGRESS: "info", RUNNING: "info",
@@ -200,6 +210,205 @@ function diff(old, next) {
   return { changed, notes };
 }
 
+// ---------- the RTO timeline: a picture of the waves and servers against the target ----------
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const LAUNCHED_STATES = new Set(["LAUNCHED", "TERMINATED"]);
+const TERMINAL_EXECUTION = new Set(["COMPLETED", "PARTIAL", "FAILED", "CANCELLED"]);
+// Seconds between the axis's ticks: the smallest that leaves each label room.
+const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+const TL = { left: 8, right: 10, top: 24, row: 48, axis: 30, char: 7.2 };
+
+/** createElementNS in SVG with attributes (null/false skipped) and children (strings become text). */
+function svgEl(tag, attrs = {}, ...kids) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v != null && v !== false) node.setAttribute(k, String(v));
+  }
+  node.append(...kids.filter((kid) => kid != null && kid !== ""));
+  return node;
+}
+
+const launchedCount = (servers) => servers.filter((s) => LAUNCHED_STATES.has(s.launchStatus)).length;
+const progressText = (servers) => `${launchedCount(servers)}/${servers.length} launched`;
+const fit = (s, chars) => (s.length > chars ? `${s.slice(0, Math.max(1, chars - 1))}…` : s);
+
+/** 95.3 → "95.3 s", 130 → "2 min 10 s", 5400 → "1 h 30 min". */
+function fmtDur(seconds) {
+  if (seconds == null || !Number.isFinite(Number(seconds))) return "";
+  const s = Math.max(0, Number(seconds));
+  if (s < 120) return `${+s.toFixed(1)} s`;
+  const minutes = Math.floor(s / 60);
+  const rest = Math.round(s - minutes * 60);
+  if (minutes < 120) return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  return minutes % 60 ? `${hours} h ${minutes % 60} min` : `${hours} h`;
+}
+
+/** "52.5 s / target 2 min: met" for a figure (rtoSeconds, rtoTargetSeconds, rtoMet). */
+function rtoText(x) {
+  const parts = [];
+  if (x.rtoSeconds != null) parts.push(fmtDur(x.rtoSeconds));
+  if (x.rtoTargetSeconds != null) parts.push(`target ${fmtDur(x.rtoTargetSeconds)}`);
+  const verdict = x.rtoMet === true ? "met" : x.rtoMet === false ? "not met" : "";
+  return parts.join(" / ") + (verdict ? `: ${verdict}` : "");
+}
+
+/** The width the timeline's drawing gets: its section's content box (or, before it is in the
+ *  page, the app's content box less the section's padding and border). */
+function timelineWidth() {
+  const box = document.getElementById("timeline");
+  const rem = parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
+  let width;
+  if (box && box.clientWidth) {
+    const cs = getComputedStyle(box);
+    width = box.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+  } else {
+    const cs = getComputedStyle(app);
+    width = app.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight) - 2 * (rem + 1);
+  }
+  return Math.max(200, Math.floor(width));
+}
+
+/** The execution's RTO in words. */
+function rtoSummary(d, now) {
+  const target = d.rtoTargetSeconds;
+  const finished = TERMINAL_EXECUTION.has(d.status);
+  if (d.rtoSeconds != null) {
+    const verdict = d.rtoMet === true ? "met" : d.rtoMet === false ? "not met" : "";
+    return target == null ? `RTO achieved: ${fmtDur(d.rtoSeconds)} (no target set).`
+      : `RTO achieved: ${fmtDur(d.rtoSeconds)} against a target of ${fmtDur(target)}: ${verdict}.`;
+  }
+  if (finished) {
+    return target == null ? "No RTO: no server was recovered." : `RTO target ${fmtDur(target)}: not met (no server recovered).`;
+  }
+  const sofar = now != null ? `${fmtDur(now)} since recovery was declared` : "running";
+  return target == null ? `${sofar}; no RTO target set.` : `RTO target ${fmtDur(target)}; ${sofar}.`;
+}
+
+/** The picture: a time axis from the execution's start, a bar per wave from its start to its end
+ *  (or now), a mark per server at its recoveredAt, a vertical line at each target. */
+function timelineSvg(d, width, nowMs = Date.now()) {
+  const t0 = Date.parse(d.createdAt);
+  const waves = d.waves || [];
+  const finished = TERMINAL_EXECUTION.has(d.status);
+  const at = (iso) => {
+    const t = iso == null ? Number.NaN : Date.parse(iso);
+    return Number.isFinite(t) && Number.isFinite(t0) ? Math.max(0, (t - t0) / 1000) : null;
+  };
+  const now = finished ? at(d.endTime) : Number.isFinite(t0) ? Math.max(0, (nowMs - t0) / 1000) : null;
+  const rows = waves.map((w) => {
+    const start = at(w.startTime);
+    let end = at(w.endTime);
+    if (end == null && start != null) end = finished ? start : Math.max(start, now ?? start);
+    return { w, start, end, servers: w.servers || [] };
+  });
+  const times = [1, now, d.rtoTargetSeconds, ...rows.flatMap((r) => [r.end, r.w.rtoTargetSeconds,
+    ...r.servers.map((s) => at(s.recoveredAt))])].filter((t) => t != null && Number.isFinite(Number(t)));
+  const span = Math.max(...times.map(Number)) * 1.06;
+  const plot = width - TL.left - TL.right;
+  const x = (seconds) => TL.left + (Math.min(seconds, span) / span) * plot;
+  const axisY = TL.top + rows.length * TL.row + 2;
+  const height = axisY + TL.axis;
+  const desc = [rtoSummary(d, now), ...rows.map(({ w, servers }) =>
+    `Wave ${text(w.waveNumber)} ${text(w.status)}, ${progressText(servers)}${w.rtoSeconds != null ? `, ${fmtDur(w.rtoSeconds)}` : ""}.`)];
+  const svg = svgEl("svg", {
+    id: "timeline-svg", class: "timeline-svg", width, height, viewBox: `0 0 ${width} ${height}`,
+    role: "img", "aria-labelledby": "timeline-title timeline-desc",
+  }, svgEl("desc", { id: "timeline-desc" }, desc.join(" ")));
+
+  // the axis: seconds from the execution's start
+  const step = TICK_STEPS.find((s) => span / s <= Math.max(2, Math.floor(plot / 72))) || TICK_STEPS[TICK_STEPS.length - 1];
+  const axis = svgEl("g", { class: "timeline-axis" },
+    svgEl("line", { x1: TL.left, x2: width - TL.right, y1: axisY, y2: axisY }));
+  for (let t = 0; t <= span; t += step) {
+    const tx = x(t);
+    axis.append(svgEl("line", { class: "tick", x1: tx, x2: tx, y1: TL.top - 4, y2: axisY + 4 }),
+      svgEl("text", { x: tx, y: axisY + 18, "text-anchor": t === 0 ? "start" : "middle" }, t === 0 ? "0" : fmtDur(t)));
+  }
+  svg.append(axis);
+  if (d.rtoTargetSeconds != null) { // under the waves' texts, which keep a halo over it
+    const tx = x(d.rtoTargetSeconds);
+    const words = `target ${fmtDur(d.rtoTargetSeconds)}`;
+    const left = tx > width - TL.right - words.length * TL.char;
+    svg.append(svgEl("line", { class: "timeline-target", x1: tx, x2: tx, y1: 6, y2: axisY },
+      svgEl("title", {}, `RTO target: ${fmtDur(d.rtoTargetSeconds)}`)),
+    svgEl("text", { class: "timeline-target-label", x: left ? tx - 4 : tx + 4, y: 15, "text-anchor": left ? "end" : "start" }, words));
+  }
+
+  rows.forEach(({ w, start, end, servers }, i) => {
+    const top = TL.top + i * TL.row;
+    const barY = top + 20;
+    const progress = progressText(servers);
+    const label = `Wave ${text(w.waveNumber ?? i + 1)}${w.name ? ` · ${text(w.name)}` : ""}`;
+    const room = Math.floor((plot - progress.length * TL.char - 12) / TL.char);
+    const tone = TONES[w.status] || "other";
+    const bar = svgEl("rect", {
+      class: `timeline-bar tone-${tone}${start == null ? " not-started" : ""}${w.endTime == null && start != null ? " running" : ""}`,
+      x: x(start ?? 0), y: barY, width: start == null ? 0 : Math.max(2, x(end) - x(start)), height: 16, rx: 3,
+    }, svgEl("title", {}, `${label}: ${text(w.status)}${start == null ? ", not started" : `, from ${fmtDur(start)}`
+      + (w.endTime != null ? ` to ${fmtDur(end)}` : " (running)")}${w.rtoSeconds != null ? `; RTO ${rtoText(w)}` : ""}`));
+    const group = svgEl("g", { class: "timeline-wave", "data-wave": text(w.waveNumber), "data-status": text(w.status) },
+      svgEl("title", {}, `${label}: ${progress}`),
+      svgEl("text", { class: "timeline-label", x: TL.left, y: top + 13 }, fit(label, room)),
+      svgEl("text", { class: "timeline-progress", x: width - TL.right, y: top + 13, "text-anchor": "end" }, progress),
+      bar);
+    if (start == null) {
+      group.append(svgEl("text", { class: "timeline-note", x: TL.left + 4, y: barY + 12 },
+        w.status === "PENDING" ? "not started" : `${text(w.status).toLowerCase()} before it started`));
+    }
+    if (w.rtoTargetSeconds != null && w.rtoTargetSeconds !== d.rtoTargetSeconds) {
+      const tx = x(w.rtoTargetSeconds);
+      group.append(svgEl("line", { class: "timeline-wave-target", x1: tx, x2: tx, y1: barY - 4, y2: barY + 20 },
+        svgEl("title", {}, `Wave ${text(w.waveNumber)} RTO target: ${fmtDur(w.rtoTargetSeconds)}`)));
+    }
+    servers.forEach((s, j) => {
+      const when = at(s.recoveredAt);
+      if (when == null) return;
+      group.append(svgEl("circle", {
+        class: `timeline-mark${s.rtoMet === false ? " missed" : ""}`, "data-server": text(s.sourceServerId),
+        cx: x(when), cy: barY + 8, r: 4.5,
+      }, svgEl("title", {}, `${serverName(s, j)}: recovered ${fmtDur(when)} after the start${s.rtoMet === false ? ", over its target" : ""}`)));
+    });
+    svg.append(group);
+  });
+
+  return svg;
+}
+
+function timelineSection(d) {
+  const now = TERMINAL_EXECUTION.has(d.status) ? null : Math.max(0, (Date.now() - Date.parse(d.createdAt)) / 1000);
+  const swatch = (cls) => el("span", { class: `swatch ${cls}`, "aria-hidden": "true" });
+  return el("section", { id: "timeline", class: "timeline", "aria-labelledby": "timeline-title" },
+    el("h2", { id: "timeline-title" }, "Recovery timeline"),
+    el("p", { id: "rto-summary", class: "rto-summary" }, rtoSummary(d, Number.isFinite(now) ? now : null)),
+    timelineSvg(d, timelineWidth()),
+    el("ul", { class: "timeline-legend" },
+      el("li", {}, swatch("bar"), "wave: its start to its end (or now)"),
+      el("li", {}, swatch("mark"), "server launched with its EC2 details"),
+      el("li", {}, swatch("missed"), "… over its target"),
+      el("li", {}, swatch("target"), "RTO target"),
+      (d.waves || []).some((w) => w.rtoTargetSeconds != null && w.rtoTargetSeconds !== d.rtoTargetSeconds)
+        ? el("li", {}, swatch("wave-target"), "a wave's own target") : null));
+}
+
+/** Redraw the timeline alone (resize; a running execution's bars reaching "now"). */
+function redrawTimeline() {
+  const old = document.getElementById("timeline-svg");
+  if (!old || !prev) return;
+  old.replaceWith(timelineSvg(prev, timelineWidth()));
+  const summary = document.getElementById("rto-summary");
+  const now = TERMINAL_EXECUTION.has(prev.status) ? null : Math.max(0, (Date.now() - Date.parse(prev.createdAt)) / 1000);
+  if (summary) summary.textContent = rtoSummary(prev, Number.isFinite(now) ? now : null);
+}
+
+let redrawPending = false;
+window.addEventListener("resize", () => {
+  if (redrawPending) return;
+  redrawPending = true;
+  requestAnimationFrame(() => { redrawPending = false; redrawTimeline(); });
+});
+
 // ---------- render ----------
 
 function render(d) {
@@ -239,10 +448,10 @@ function render(d) {
         class: changed.has(key("s", wk, sk)) ? "server added" : "server",
         "data-server": text(s.sourceServerId), "data-launch-status": text(s.launchStatus),
       });
-      for (const [f] of SERVER_FIELDS) {
+      for (const [f, label] of SERVER_FIELDS) {
         const v = s[f];
-        const content = f === "launchTime" ? timeEl(v) : f === "launchStatus" && v != null ? badge(v) : text(v);
-        tr.append(mark(el("td", { "data-field": f }, content), "s", wk, sk, f));
+        const content = TIME_FIELDS.has(f) ? timeEl(v) : f === "launchStatus" && v != null ? badge(v) : text(v);
+        tr.append(mark(el("td", { "data-field": f, "data-label": label }, content), "s", wk, sk, f));
       }
       return tr;
     });
@@ -260,7 +469,8 @@ function render(d) {
         waveItem(wk, "region", "Region", text(w.region)),
         waveItem(wk, "jobId", "Job id", el("code", {}, text(w.jobId))),
         waveItem(wk, "startTime", "Started", timeEl(w.startTime)),
-        waveItem(wk, "endTime", "Ended", timeEl(w.endTime))),
+        waveItem(wk, "endTime", "Ended", timeEl(w.endTime)),
+        waveItem(wk, "rto", "RTO", rtoText(w))),
       problem(wk, w, "error", "wave-error", "Error"),
       problem(wk, w, "accessProblem", "wave-problem wave-access", "Account unreachable"),
       problem(wk, w, "startProblem", "wave-problem wave-start", "Start deferred", retry),
@@ -272,7 +482,7 @@ function render(d) {
             el("tbody", {}, ...rows)))));
   });
 
-  doc.replaceChildren(summary, waves); // the one atomic swap
+  doc.replaceChildren(summary, timelineSection(d), waves); // the one atomic swap
 
   const items = notes.slice(0, MAX_NOTES).map((note) => el("li", {}, note));
   if (notes.length > MAX_NOTES) items.push(el("li", {}, `…and ${notes.length - MAX_NOTES} more`));
@@ -386,6 +596,7 @@ async function pollExecution(controller, current) {
     } else if (res.status === 304) {
       setNotice("");
       setPollState(`Live, every ${secs(interval)} (no change)`);
+      if (prev && !TERMINAL_EXECUTION.has(prev.status)) redrawTimeline(); // running bars reach "now"
     } else if (res.status === 404) {
       etag = null;
       prev = null;

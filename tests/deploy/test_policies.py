@@ -58,6 +58,7 @@ NEEDED_BY_AWS = {
     "advance": {"sqs:SendMessage", *STREAM_READ},  # the stream mapping and its destination
 }
 STARTS_RECOVERY = {"start", "advance", "sweep"}
+CLEANS_UP = {"start", "sweep"}  # TerminateRecoveryInstances: POST .../cleanup, and the sweep after the grace
 ITEM_WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
 # AWS's managed policy for principals who start recoveries: our starters' EC2 writes are no
 # looser than its statements for the same action and resource type.
@@ -117,6 +118,15 @@ def run_every_path(stack: LocalStack, clock: Clock) -> None:
     complete_job(stack, wave["jobId"])
     stack.deliver(wave["jobId"], wave["servers"][0]["sourceServerId"], succeeded=False)
     assert stack.get_execution(execution_id)["endTime"]
+    # The drill's clean-up (with Idempotency-Key): DRS answers wave 1's TerminateRecoveryInstances
+    # with a 500 having done nothing, wave 2's instances are terminated; after the grace the sweep
+    # looks, asks again for wave 1, and follows EC2 to terminated
+    stack.faults.arm("server_error", "drs:TerminateRecoveryInstances", times=1)
+    keyed = {"Idempotency-Key": "cleanup-first"}
+    assert stack.http("POST", f"/executions/{execution_id}/cleanup", headers=keyed)[0] == 202
+    clock.offset += timedelta(minutes=6)
+    stack.sweep()
+    assert stack.get_execution(execution_id)["cleanupStatus"] == "TERMINATED"
     # A second execution pauses before its wave 2, is resumed, then cancelled
     body = {
         "name": "controls",
@@ -317,7 +327,9 @@ def test_the_reconcile_role_reads_drs_and_ec2_and_writes_items_nothing_else(
     assert send["Resource"] == [{"Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]}]
 
 
-def test_only_the_starters_change_drs_and_they_only_start_and_tag_recoveries(packaged: Template) -> None:
+def test_only_the_starters_change_drs_and_they_only_start_tag_and_clean_up_recoveries(
+    packaged: Template,
+) -> None:
     for function in function_names(packaged):
         drs_changes = {
             a
@@ -325,7 +337,13 @@ def test_only_the_starters_change_drs_and_they_only_start_and_tag_recoveries(pac
             if a.startswith("drs:") and not a.split(":")[1].startswith(("Describe", "List", "Get"))
         }
         if function in STARTS_RECOVERY:
-            assert drs_changes == {"drs:StartRecovery", "drs:TagResource", "drs:CreateRecoveryInstanceForDrs"}
+            terminates = {"drs:TerminateRecoveryInstances"} if function in CLEANS_UP else set()
+            assert drs_changes == {
+                "drs:StartRecovery",
+                "drs:TagResource",
+                "drs:CreateRecoveryInstanceForDrs",
+                *terminates,
+            }
         else:
             assert drs_changes == set(), function
 

@@ -141,7 +141,11 @@ def run_across_accounts(stack: LocalStack, clock: Clock) -> None:
     complete(near, fourth["jobId"])
     stack.deliver(fourth["jobId"], fourth["servers"][0]["sourceServerId"], succeeded=False, account=NEAR[0])
     assert stack.get_execution(execution_id)["endTime"]
+    # The drill's clean-up terminates the instances in NEAR, FAR and the hub (the start roles); the
+    # sweep follows them to terminated (the observe roles)
+    assert stack.http("POST", f"/executions/{execution_id}/cleanup")[0] == 202
     stack.sweep()
+    assert stack.get_execution(execution_id)["cleanupStatus"] == "TERMINATED"
 
 
 @pytest.fixture(scope="module")

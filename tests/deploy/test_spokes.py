@@ -234,16 +234,20 @@ def test_the_observe_role_only_describes() -> None:
     assert dependent_actions("drs:DescribeRecoveryInstances") <= actions(statements)
 
 
-def test_the_start_role_starts_recoveries_with_their_dependents_and_nothing_else() -> None:
+def test_the_start_role_starts_and_cleans_up_recoveries_with_their_dependents_and_nothing_else() -> None:
     allowed = actions(policy_statements(role("StartRole")))
-    needed = {"drs:StartRecovery", "drs:DescribeJobs", "drs:TagResource"} | dependent_actions(
-        "drs:StartRecovery"
+    needed = (
+        {"drs:StartRecovery", "drs:DescribeJobs", "drs:TagResource", "drs:TerminateRecoveryInstances"}
+        | dependent_actions("drs:StartRecovery")
+        | dependent_actions("drs:TerminateRecoveryInstances")  # a drill's clean-up
     )
     assert allowed == needed
     # of the observe role's, only the harmless DescribeJobs (and ec2:DescribeInstances, which
-    # StartRecovery depends on): never the recovery instances or source servers
-    assert allowed & OBSERVE == {"drs:DescribeJobs", "ec2:DescribeInstances"}
+    # StartRecovery depends on, and drs:DescribeSourceServers, which TerminateRecoveryInstances
+    # depends on): never the recovery instances
+    assert allowed & OBSERVE == {"drs:DescribeJobs", "ec2:DescribeInstances", "drs:DescribeSourceServers"}
     assert "ec2:DescribeInstances" in dependent_actions("drs:StartRecovery")
+    assert "drs:DescribeSourceServers" in dependent_actions("drs:TerminateRecoveryInstances")
     assert not {a for a in allowed if a.startswith(HUB_ONLY)}
 
 

@@ -8,7 +8,12 @@ shown green (COMPLETED or PARTIAL) while a launched server's row has an empty EC
 test also reads the DOM itself after each poll it sees. At the end every server's instance id
 must be on the page, and every wave must show the account and Region it recovered in, as the
 API's document says and as the drill planned them; a screenshot is saved under the test's
-temporary folder.
+temporary folder. The RTO timeline (an SVG) shows one bar per wave with the wave's progress
+(launched / total) as the document says, a mark per recovered server and the target's line; at a
+phone's width (390 px) every server's instance id, type, IP and launch time lie inside the
+viewport and nothing scrolls sideways. The timeline's screenshots, at 1280 px and 390 px, are
+saved as build/screenshots/timeline-desktop.png and timeline-phone.png (and the servers' cards
+at 390 px as servers-phone.png).
 
 Chromium and ChromeDriver come from Debian (`make browser`, run by `make test`).
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +38,11 @@ from local.drs_sim import SimConfig
 from local.http_api import LocalHttpApi
 from local.live import TERMINAL_EXECUTION, LiveStack
 from local.waiting import wait_until
+from schemas.times import iso_z
 
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "build" / "screenshots"
+PHONE, DESKTOP = 390, 1280
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 EC2_CELLS = ("recoveredInstanceId", "instanceType", "privateIp", "launchTime")
@@ -119,6 +129,105 @@ def page_state(driver: webdriver.Chrome) -> dict[str, Any]:
     return state
 
 
+# The timeline as the page draws it, read from the DOM by the test.
+TIMELINE = """
+const svg = document.getElementById("timeline-svg");
+if (!svg) return null;
+const waves = [...svg.querySelectorAll("g.timeline-wave")].map(g => {
+  const bar = g.querySelectorAll("rect.timeline-bar");
+  return {wave: g.dataset.wave, status: g.dataset.status, bars: bar.length,
+          barWidth: bar.length ? Number(bar[0].getAttribute("width")) : null,
+          progress: (g.querySelector("text.timeline-progress") || {}).textContent || null,
+          marks: [...g.querySelectorAll("circle.timeline-mark")].map(c => c.dataset.server)};
+});
+const box = svg.getBoundingClientRect();
+return {waves, targets: svg.querySelectorAll("line.timeline-target").length,
+        ticks: svg.querySelectorAll("g.timeline-axis text").length, right: box.right, width: box.width,
+        summary: (document.getElementById("rto-summary") || {}).textContent || null};
+"""
+# Where each server's EC2 details sit on screen: each cell and the text inside it.
+PHONE_LAYOUT = """
+const EC2 = arguments[0];
+const rows = [...document.querySelectorAll("tr.server")].map(r => {
+  const cells = {};
+  for (const f of EC2) {
+    const cell = r.querySelector(`td[data-field="${f}"]`);
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const box = cell.getBoundingClientRect(), inside = range.getBoundingClientRect();
+    cells[f] = {left: box.left, right: box.right, textLeft: inside.left, textRight: inside.right,
+                text: cell.textContent.trim(), overflows: cell.scrollWidth > cell.clientWidth};
+  }
+  return {server: r.dataset.server, launched: r.dataset.launchStatus === "LAUNCHED", cells};
+});
+return {innerWidth: window.innerWidth, scrollWidth: document.scrollingElement.scrollWidth, rows};
+"""
+
+
+def viewport(driver: webdriver.Chrome, width: int, height: int, *, mobile: bool) -> None:
+    """Emulate a device of that CSS width (a phone: mobile, device pixel ratio 2)."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile},
+    )
+    wait_until(
+        lambda: (
+            driver.execute_script("return window.innerWidth") == width
+            and (driver.execute_script(TIMELINE) or {}).get("right", width + 1) <= width
+        ),
+        what=f"the page laid out {width} px wide, its timeline redrawn to fit",
+        interval=0.1,
+    )
+
+
+def timeline_and_phone_views(driver: webdriver.Chrome) -> dict[str, Any]:
+    """The timeline at a desktop's width and at a phone's, each saved as a screenshot, and the
+    servers' layout at the phone's width."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    viewport(driver, DESKTOP, 900, mobile=False)
+    desktop = driver.execute_script(TIMELINE)
+    driver.find_element(By.ID, "timeline").screenshot(str(SCREENSHOTS / "timeline-desktop.png"))
+    viewport(driver, PHONE, 844, mobile=True)
+    phone = driver.execute_script(TIMELINE)
+    driver.find_element(By.ID, "timeline").screenshot(str(SCREENSHOTS / "timeline-phone.png"))
+    layout = driver.execute_script(PHONE_LAYOUT, list(EC2_CELLS))
+    first_wave = driver.find_element(By.CSS_SELECTOR, "section.wave")
+    driver.execute_script("arguments[0].scrollIntoView()", first_wave)
+    first_wave.screenshot(str(SCREENSHOTS / "servers-phone.png"))
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return {"desktop": desktop, "phone": phone, "layout": layout}
+
+
+def check_timeline(shown: dict[str, Any], document: dict[str, Any], width: int) -> None:
+    """One bar per wave, each wave's progress as the document says, a mark per recovered server,
+    the target's line when the plan set one; all inside the width."""
+    waves = document["waves"]
+    assert [w["wave"] for w in shown["waves"]] == [str(w["waveNumber"]) for w in waves], shown
+    for drawn, wave in zip(shown["waves"], waves, strict=True):
+        launched = sum(1 for s in wave["servers"] if s["launchStatus"] in ("LAUNCHED", "TERMINATED"))
+        assert drawn["bars"] == 1 and drawn["status"] == wave["status"], drawn
+        assert drawn["progress"] == f"{launched}/{len(wave['servers'])} launched", (drawn, wave)
+        if wave["startTime"]:
+            assert drawn["barWidth"] > 0, drawn
+        assert drawn["marks"] == [s["sourceServerId"] for s in wave["servers"] if s["recoveredAt"]], drawn
+    assert shown["targets"] == (1 if document["rtoTargetSeconds"] is not None else 0), shown
+    assert shown["ticks"] >= 2 and 0 < shown["right"] <= width, shown
+
+
+def check_phone_layout(layout: dict[str, Any], servers: int) -> None:
+    """At 390 px: nothing scrolls sideways, and every server's EC2 details (cell and text) lie
+    inside the viewport."""
+    assert layout["innerWidth"] == PHONE and layout["scrollWidth"] <= PHONE, layout["scrollWidth"]
+    assert len(layout["rows"]) == servers
+    for row in layout["rows"]:
+        for field, cell in row["cells"].items():
+            where = f"{row['server']} {field}: {cell}"
+            assert cell["text"] or not row["launched"], where
+            assert cell["left"] >= 0 and cell["right"] <= PHONE, where
+            assert cell["textLeft"] >= 0 and cell["textRight"] <= PHONE, where
+            assert not cell["overflows"], where
+
+
 def torn(state: dict[str, Any]) -> list[str]:
     return [
         f"wave {w['wave']} {w['status']}: {s.get('sourceServerId')} {field} empty"
@@ -200,6 +309,7 @@ def test_page_never_shows_green_without_ec2_data(
         screenshot = tmp_path / "status-page.png"
         browser.save_screenshot(str(screenshot))
         truth = stack.http("GET", f"/executions/{execution_id}")[2]
+        views = timeline_and_phone_views(browser)
 
     with capsys.disabled():
         print(
@@ -225,6 +335,17 @@ def test_page_never_shows_green_without_ec2_data(
         assert (wave["account"], wave["region"]) == (account, region), wave
         assert (wave["accountShown"], wave["regionShown"]) == (account, region), wave
         assert f"Account\n{account}" in wave["meta"] and f"Region\n{region}" in wave["meta"], wave["meta"]
+    # The RTO timeline: one bar per wave, its progress as the document says, against the target
+    # (the drill's plan sets one), at a desktop's width and a phone's; at the phone's, every
+    # server's EC2 details are readable without scrolling sideways
+    assert truth["rtoTargetSeconds"] is not None and truth["rtoSeconds"] is not None, truth
+    check_timeline(views["desktop"], truth, DESKTOP)
+    check_timeline(views["phone"], truth, PHONE)
+    assert views["desktop"]["summary"].startswith("RTO achieved:"), views["desktop"]
+    check_phone_layout(views["layout"], servers=12)
+    assert all(
+        (SCREENSHOTS / name).stat().st_size > 0 for name in ("timeline-desktop.png", "timeline-phone.png")
+    )
 
 
 def _document(problems: bool) -> dict[str, Any]:
@@ -579,4 +700,126 @@ def test_list_shows_a_clear_message_where_the_api_has_no_list(browser: webdriver
         detail = page_shows(browser, lambda s: s["status"] == "RUNNING", "the detail")
         assert detail["view"] == "detail" and detail["search"] == "?execution=e-static&interval=200", detail
     finally:
+        api.stop()
+
+
+def _running_rto_document() -> dict[str, Any]:
+    """A document as the API answers it for a drill under way: wave 1 COMPLETED (one server over
+    its own target), wave 2 LAUNCHING (one server recovered, one still launching), wave 3 PENDING;
+    long names and values, to be wrapped on a phone, and a name that is HTML."""
+    start = datetime.now(UTC) - timedelta(seconds=75)
+
+    def at(seconds: float) -> str:
+        return iso_z(start + timedelta(seconds=seconds))
+
+    def server(n: int, recovered: float | None, target: int, status: str = "LAUNCHED") -> dict[str, Any]:
+        done = recovered is not None
+        return {
+            "sourceServerId": f"s-{n:017d}",
+            "hostname": f"very-long-hostname-of-a-database-server-{n:02d}.corp.example.com",
+            "launchStatus": status,
+            "recoveredInstanceId": f"i-{n:017x}" if done else None,
+            "instanceType": "r6i.12xlarge" if done else None,
+            "privateIp": f"10.{n}.200.{n + 100}" if done else None,
+            "launchTime": at(recovered - 3) if done else None,
+            "ec2State": "running" if done else None,
+            "error": None,
+            "recoveredAt": at(recovered) if done else None,
+            "rtoSeconds": recovered,
+            "rtoTargetSeconds": target,
+            "rtoMet": None if not done else recovered <= target,
+        }
+
+    def wave(number: int, status: str, servers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {
+            "waveNumber": number,
+            "name": f"<b>tier</b> {number}",
+            "status": status,
+            "jobId": "drsjob-1234567890abcdefg" if status != "PENDING" else None,
+            "startTime": at(1 + 20 * (number - 1)) if status != "PENDING" else None,
+            "endTime": at(31) if status == "COMPLETED" else None,
+            "error": None,
+            "startProblem": None,
+            "startRetryAt": None,
+            "pauseBeforeWave": False,
+            "accountId": "222222222222",
+            "region": "eu-west-1",
+            "accessProblem": None,
+            "rtoSeconds": None,
+            "rtoTargetSeconds": 90,
+            "rtoMet": None,
+            "servers": servers,
+            **extra,
+        }
+
+    return {
+        "executionId": "e-running",
+        "name": "running drill",
+        "isDrill": True,
+        "status": "RUNNING",
+        "stopOnPartial": True,
+        "pausedBeforeWave": None,
+        "cancelRequestedAt": None,
+        "endTime": None,
+        "createdAt": at(0),
+        "updatedAt": at(60),
+        "rtoSeconds": None,
+        "rtoTargetSeconds": 90,
+        "rtoMet": None,
+        "waves": [
+            wave(
+                1,
+                "COMPLETED",
+                [server(1, 18.5, 20), server(2, 29.25, 20)],
+                rtoSeconds=29.25,
+                rtoTargetSeconds=20,
+                rtoMet=False,
+            ),
+            wave(2, "LAUNCHING", [server(3, 55.0, 90), server(4, None, 90, "IN_PROGRESS")]),
+            wave(3, "PENDING", [server(5, None, 90, "PENDING")]),
+        ],
+    }
+
+
+def test_the_timeline_of_a_running_drill_and_its_servers_on_a_phone(browser: webdriver.Chrome) -> None:
+    """A canned document of a drill under way (no stack): one bar per wave (the running one up to
+    now, the pending one empty), each wave's progress, a mark per recovered server (the late ones
+    marked missed), the execution's target and wave 1's own; names are text, never markup. At
+    390 px nothing scrolls sideways and every server's EC2 details are inside the viewport."""
+    document = _running_rto_document()
+
+    def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(document),
+        }
+
+    api = LocalHttpApi(invoke)
+    try:
+        browser.get(f"{api.url}/?execution=e-running&interval=60000")
+        wait_until(lambda: browser.execute_script(TIMELINE), what="the timeline", interval=0.1)
+        viewport(browser, DESKTOP, 900, mobile=False)
+        desktop = browser.execute_script(TIMELINE)
+        check_timeline(desktop, document, DESKTOP)
+        running, pending = desktop["waves"][1], desktop["waves"][2]
+        assert running["barWidth"] > 0 and pending["barWidth"] == 0, desktop
+        svg = browser.execute_script(
+            """const svg = document.getElementById("timeline-svg");
+            return {missed: [...svg.querySelectorAll("circle.timeline-mark.missed")].map(c => c.dataset.server),
+                    waveTargets: svg.querySelectorAll("line.timeline-wave-target").length,
+                    elements: [...svg.querySelectorAll("*")].map(n => n.tagName.toLowerCase()),
+                    label: svg.querySelector("text.timeline-label").textContent,
+                    rto: document.querySelector('section.wave dd[data-field="rto"]').textContent}"""
+        )
+        assert svg["missed"] == ["s-00000000000000002"], svg
+        assert svg["waveTargets"] == 1 and "b" not in svg["elements"], svg
+        assert svg["label"] == "Wave 1 · <b>tier</b> 1", svg
+        assert svg["rto"] == "29.3 s / target 20 s: not met", svg
+        assert desktop["summary"].startswith("RTO target 90 s; "), desktop
+        viewport(browser, PHONE, 844, mobile=True)
+        check_timeline(browser.execute_script(TIMELINE), document, PHONE)
+        check_phone_layout(browser.execute_script(PHONE_LAYOUT, list(EC2_CELLS)), servers=5)
+    finally:
+        browser.get("about:blank")
         api.stop()

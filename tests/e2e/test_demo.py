@@ -11,12 +11,14 @@ server launched with all four EC2 fields, each spoke's roles assumed, and
 every kind of the cloud's faults the profile arms on the handlers' clients (`local.faults`:
 lost answers, transaction conflicts, throttling, 5xx, connect timeouts, the job quota) must have
 fired, with no call refused by IAM (enforced throughout). Before its last line the demo prints the
-execution list as `GET /executions` answers it, a table with the drill in its final status, and
-the last line carries that list (`executions`).
+execution list as `GET /executions` answers it, a table with the drill in its final status, then
+the drill's RTO report (`GET /executions/{id}/report`, Markdown) with a row for every wave and the
+execution's, and the last line carries that list (`executions`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -31,7 +33,10 @@ from typing import Any
 import pytest
 
 from local.accounts import DEFAULT_SPOKES, HUB_ACCOUNT, HUB_REGION
+from local.cli.demo import show_unready
 from local.drill import targets
+from local.drs_sim import SimConfig
+from local.live import LiveStack
 from local.waiting import IDLE_TIMEOUT, wait_until
 from tests.invariants import EC2_FIELDS, regressions, torn_waves
 
@@ -220,5 +225,75 @@ def test_exit_when_done_with_faults_finishes_complete_and_never_torn() -> None:
         document["createdAt"],
     ], lines[header : header + 2]
     assert " ".join(printed[1:-3]) == document["name"], printed
-    assert header + 2 == len(lines) - 1, lines[header:]  # the table, then the JSON line
+    # Then the RTO report, as GET /executions/{id}/report answers it (Markdown): a row per wave and
+    # the execution's, each with its progress and figures as the document says; then the JSON line
+    assert lines[header + 2] == "", lines[header:]  # the list's table had one row
+    assert lines[header + 3].startswith("RTO report (GET http://127.0.0.1:"), lines[header + 3]
+    assert f"/executions/{document['executionId']}/report" in lines[header + 3]
+    printed_report = lines[header + 4 : -1]
+    assert printed_report[1] == f"# RTO report: {document['name']}", printed_report[:3]
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in printed_report}
+    assert document["rtoTargetSeconds"] is not None and document["rtoSeconds"] is not None, document
+    servers = [s for w in document["waves"] for s in w["servers"]]
+    expected = {
+        ("wave", str(w["waveNumber"])): (w["name"], w["accountId"], w["region"], w["status"], w["servers"], w)
+        for w in document["waves"]
+    }
+    expected["execution", "all"] = (document["name"], "—", "—", document["status"], servers, document)
+    for key, (name, account, region, status, members, figures) in expected.items():
+        assert key in rows, (key, printed_report)
+        launched = sum(1 for s in members if s["launchStatus"] == "LAUNCHED")
+        met = {True: "yes", False: "no", None: "—"}[figures["rtoMet"]]
+        assert rows[key] == (
+            f"| {key[0]} | {key[1]} | {name} | {account} | {region} | {status} | {launched}/{len(members)} | "
+            f"{figures['rtoSeconds']:.3f}".rstrip("0").rstrip(".")
+            + f" | {figures['rtoTargetSeconds']} | {met} |"
+        ), rows[key]
+    for server in servers:  # and every server's row, with its instance id
+        assert any(server["recoveredInstanceId"] in line for line in printed_report), server
     print(f"demo --exit-when-done --faults: {wall:.1f}s wall, {poller.polls} polls, faults {faults}")
+
+
+# A hang guard only (the run takes about a minute): the demo gives up first on a stall, saying so
+@pytest.mark.timeout(900)
+def test_exit_when_done_with_cleanup_ends_with_every_instance_terminated() -> None:
+    # Given `make demo ARGS='--exit-when-done --json --cleanup'` (the drill across three accounts)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "local.cli.demo", "--exit-when-done", "--json", "--cleanup"]
+    # When it runs to its end
+    done = subprocess.run(
+        command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=850
+    )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, "\n".join(lines[-30:]) + done.stderr[-3000:]
+    # Then the last line's document shows every server's EC2 instance terminated, each wave's
+    # clean-up TERMINATED with its DRS TERMINATE job, and the waves still COMPLETED (I1)
+    document = json.loads(lines[-1])["document"]
+    assert document["status"] == "COMPLETED", document
+    assert document["cleanupStatus"] == "TERMINATED", document
+    for wave in document["waves"]:
+        assert wave["status"] == "COMPLETED", wave
+        assert wave["cleanupStatus"] == "TERMINATED" and wave["cleanupJobIds"], wave
+        assert [s["ec2State"] for s in wave["servers"]] == ["terminated"] * len(wave["servers"]), wave
+    assert sum(len(w["servers"]) for w in document["waves"]) == 12
+    # each target's DRS was asked to terminate its wave's instances exactly once
+    requests = json.loads(lines[-1])["drsRequests"]
+    assert [calls.get("TerminateRecoveryInstances") for calls in requests.values()] == [1, 1, 1], requests
+    # and the final table printed before it shows them terminated
+    table = "\n".join(lines[:-1])
+    assert "Clean-up TERMINATED" in table
+    assert table.count(" terminated") >= 12
+
+
+def test_the_unready_plan_is_refused_and_its_dry_run_reports_why() -> None:
+    """`make demo ARGS=--unready`'s first step, on a live stack: a plan with a stalled and a
+    still-syncing server is refused (400, both listed), its dry run reports the same checks, and
+    nothing is recorded. (The rest of that demo is the drill the other tests run.)"""
+    out = io.StringIO()
+    with LiveStack(SimConfig(seed=5), speed=60, latency=False, table_name="demo-unready") as stack:
+        assert show_unready(stack, out), out.getvalue()
+    text = out.getvalue()
+    assert "POST /executions answered 400" in text
+    assert "warning REPLICATION_UNHEALTHY" in text and "stalled-01" in text
+    assert "error NOT_REPLICATED" in text and "syncing-01" in text
+    assert "ready=False" in text and "Executions recorded by them: 0" in text

@@ -32,6 +32,10 @@ EXECUTION_KEYS = {
     "endTime",
     "createdAt",
     "updatedAt",
+    "rtoSeconds",
+    "rtoTargetSeconds",
+    "rtoMet",
+    "cleanupStatus",
     "waves",
 }
 WAVE_KEYS = {
@@ -48,18 +52,31 @@ WAVE_KEYS = {
     "accountId",
     "region",
     "accessProblem",
+    "rtoSeconds",
+    "rtoTargetSeconds",
+    "rtoMet",
+    "cleanupStatus",
+    "cleanupRequestedAt",
+    "cleanupJobIds",
+    "cleanupError",
+    "cleanupEndTime",
     "servers",
 }
 SERVER_KEYS = {
     "sourceServerId",
     "hostname",
     "launchStatus",
+    "recoveryInstanceId",
     "recoveredInstanceId",
     "instanceType",
     "privateIp",
     "launchTime",
     "ec2State",
     "error",
+    "recoveredAt",
+    "rtoSeconds",
+    "rtoTargetSeconds",
+    "rtoMet",
 }
 JOB_ID = re.compile(r"drsjob-[0-9a-zA-Z]{17}")
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -244,12 +261,22 @@ def test_get_returns_the_posted_document_with_one_query_and_honours_if_none_matc
 # -- 4. DRS refuses the start ----------------------------------------------------------------
 
 
-def test_drs_conflict_answers_409_and_records_the_failure(stack: LocalStack) -> None:
-    # Given a server already in an active DRS job (started directly on the fake), and a 3-wave plan
-    # whose wave 1 contains it
+def test_drs_conflict_answers_409_and_records_the_failure(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a 3-wave plan whose wave 1 server another operator puts into a DRS job just after our
+    # readiness check found it free (a race the check cannot close: DRS refuses the start)
     busy, other = stack.add_servers(["busy-1", "free-1"])
     second, third = stack.add_servers(["wave2-1"]), stack.add_servers(["wave3-1"])
-    stack.fake.start_recovery({"sourceServers": [{"sourceServerID": busy}], "isDrill": True})
+    executions = runtime.services().executions
+    checked = executions._account_load
+
+    def then_taken(target: Any) -> Any:
+        load = checked(target)
+        stack.fake.start_recovery({"sourceServers": [{"sourceServerID": busy}], "isDrill": True})
+        return load
+
+    monkeypatch.setattr(executions, "_account_load", then_taken)
     since = begin(stack)
 
     # When the plan is POSTed
@@ -268,7 +295,8 @@ def test_drs_conflict_answers_409_and_records_the_failure(stack: LocalStack) -> 
     assert TIMESTAMP.fullmatch(first["endTime"] or ""), first["endTime"]
     assert [w["status"] for w in later] == ["CANCELLED", "CANCELLED"]
     assert all(w["error"] for w in later)
-    assert len(drs_calls(stack, "StartRecovery", since)) == 1  # a conflict is not retried
+    ours = [call for call in drs_calls(stack, "StartRecovery", since) if call.get("tags")]
+    assert len(ours) == 1  # a conflict is not retried
 
     # And a GET of that execution shows the same document
     status, _, stored = stack.http("GET", f"/executions/{execution['executionId']}")

@@ -21,7 +21,7 @@ from reconciler.errors import TemporaryError
 from reconciler.observe import job_tags
 from reconciler.runtime import services
 from reconciler.store import wave_key
-from tests.conftest import complete_job, dynamodb_writes, lose_the_answer
+from tests.conftest import complete_job, dynamodb_writes, lose_the_answer, taken_after_readiness
 
 PLAN_HOSTS = [["db-01", "db-02"], ["app-01"]]
 
@@ -262,9 +262,7 @@ def test_a_refused_start_that_cannot_be_recorded_is_ended_by_the_sweep(
     stack: LocalStack, mocker, monkeypatch: pytest.MonkeyPatch
 ):
     body = plan_body(stack)
-    stack.fake.start_recovery(
-        {"sourceServers": [{"sourceServerID": body["waves"][0]["sourceServerIds"][0]}], "isDrill": False}
-    )
+    taken_after_readiness(stack, monkeypatch, body["waves"][0]["sourceServerIds"][0])
     mocker.patch.object(services().store, "write_waves", side_effect=TemporaryError("throttled"))
     status, _, reply = stack.http("POST", "/executions", body=body)
     assert status == 409, reply
@@ -316,10 +314,11 @@ def test_a_wave_whose_requested_start_left_a_running_job_adopts_it_without_a_sec
     assert len(jobs(stack)) == 2  # wave 1's and wave 2's
 
 
-def test_a_conflict_with_someone_elses_job_fails_the_wave_with_the_reason(stack: LocalStack):
+def test_a_conflict_with_someone_elses_job_fails_the_wave_with_the_reason(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+):
     body = plan_body(stack)
-    busy = body["waves"][0]["sourceServerIds"][0]
-    stack.fake.start_recovery({"sourceServers": [{"sourceServerID": busy}], "isDrill": False})
+    taken_after_readiness(stack, monkeypatch, body["waves"][0]["sourceServerIds"][0])
     status, _, reply = stack.http("POST", "/executions", body=body)
     assert status == 409
     assert "ConflictException" in reply["execution"]["waves"][0]["error"]

@@ -20,7 +20,7 @@ from reconciler.clients import client as aws_client
 from reconciler.errors import TemporaryError
 from reconciler.observe import TAG_EXECUTION, TAG_WAVE
 from reconciler.runtime import services
-from tests.conftest import complete_job
+from tests.conftest import complete_job, taken_after_readiness
 
 
 class MovableClock:
@@ -251,7 +251,7 @@ def test_cancelling_a_deferred_start_cancels_it_at_once_and_nothing_starts_later
 
 
 def test_a_definitive_refusal_is_answered_409_and_never_starts_later(
-    timed: LocalStack, clock: MovableClock
+    timed: LocalStack, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = timed
     body = {
@@ -259,8 +259,7 @@ def test_a_definitive_refusal_is_answered_409_and_never_starts_later(
         "isDrill": True,
         "waves": [{"name": "w", "sourceServerIds": stack.add_servers(["x-1"])}],
     }
-    busy = body["waves"][0]["sourceServerIds"][0]
-    stack.fake.start_recovery({"sourceServers": [{"sourceServerID": busy}], "isDrill": False})
+    taken_after_readiness(stack, monkeypatch, body["waves"][0]["sourceServerIds"][0])
     status, _, reply = stack.http("POST", "/executions", body=body)
     assert status == 409, reply
     execution_id = reply["execution"]["executionId"]
@@ -363,11 +362,11 @@ def test_a_create_whose_outcome_cannot_be_told_names_the_execution_to_look_at(
 
 
 def test_a_refused_start_is_recorded_through_passing_trouble_and_never_starts_later(
-    timed: LocalStack, clock: MovableClock, mocker: Any
+    timed: LocalStack, clock: MovableClock, mocker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = timed
     sid = stack.add_servers(["x-1"])[0]
-    other = stack.fake.start_recovery({"sourceServers": [{"sourceServerID": sid}], "isDrill": False})
+    taken = taken_after_readiness(stack, monkeypatch, sid)
     body = {"name": "busy", "isDrill": True, "waves": [{"name": "w", "sourceServerIds": [sid]}]}
     store = services().store
     real = store.write_waves
@@ -384,7 +383,7 @@ def test_a_refused_start_is_recorded_through_passing_trouble_and_never_starts_la
     assert status == 409, reply
     execution_id = reply["execution"]["executionId"]
     assert reply["execution"]["waves"][0]["status"] == "FAILED"
-    complete_job(stack, other["job"]["jobID"])  # the job in the way ends
+    complete_job(stack, taken[0]["job"]["jobID"])  # the job in the way ends
     clock.advance(360)
     stack.sweep()
     assert jobs_of(stack, execution_id, 1) == []

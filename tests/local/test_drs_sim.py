@@ -546,3 +546,38 @@ def test_latency_is_slept_per_operation(make_rig: RigFactory, monkeypatch: pytes
     drs.describe_jobs()
     assert time.perf_counter() - began >= 0.2  # the caller waited for it
     assert slept == [0.2]
+
+
+def test_a_terminate_job_takes_each_instance_shutting_down_then_terminated(make_rig: RigFactory) -> None:
+    # Given a drill whose servers launched
+    rig = make_rig(SimConfig(seed=4).without_latency())
+    ids = [rig.sim.add_source_server(hostname=f"app-{i}") for i in (1, 2)]
+    job = rig.drs.start_recovery(sourceServers=[{"sourceServerID": sid} for sid in ids], isDrill=True)["job"]
+    rig.sim.run_until_idle(STEP)
+    instances = rig.drs.describe_recovery_instances(filters={"sourceServerIDs": ids})["items"]
+    assert {i["jobID"] for i in instances} == {job["jobID"]}
+    terminated: list[str] = []
+    rig.sim.terminate_ec2 = terminated.append
+    # When DRS is asked to terminate their recovery instances
+    rids = [i["recoveryInstanceID"] for i in instances]
+    answer = rig.drs.terminate_recovery_instances(recoveryInstanceIDs=rids)["job"]
+    # Then a TERMINATE job runs over time: nothing is gone at once, each instance shuts down, then
+    # is terminated (its EC2 instance with it), and the job completes after the last
+    assert answer["type"] == "TERMINATE" and answer["status"] == "PENDING"
+    assert terminated == []
+    seen: set[str] = set()
+    while rig.sim.pending():
+        rig.sim.advance(STEP)
+        for item in rig.drs.describe_recovery_instances(filters={"recoveryInstanceIDs": rids})["items"]:
+            seen.add(item["ec2InstanceState"])
+    assert {"SHUTTING-DOWN", "TERMINATED"} <= seen
+    assert sorted(terminated) == sorted(i["ec2InstanceID"] for i in instances)
+    final = rig.sim.get_job(answer["jobID"])
+    assert final["status"] == "COMPLETED"
+    assert {p["launchStatus"] for p in final["participatingServers"]} == {"TERMINATED"}
+    launch = rig.sim.get_job(job["jobID"])
+    assert {p["launchStatus"] for p in launch["participatingServers"]} == {"TERMINATED"}
+    # and a second terminate of the same instances is refused
+    with pytest.raises(ClientError) as refused:
+        rig.drs.terminate_recovery_instances(recoveryInstanceIDs=rids)
+    assert refused.value.response["Error"]["Code"] == "ConflictException"

@@ -49,11 +49,13 @@ def test_http_routes_take_the_authorizer_of_their_kind():
     assert [e["httpApi"] for e in FUNCTIONS["read"]["events"]] == [
         {"method": "GET", "path": "/executions", "authorizer": read},
         {"method": "GET", "path": "/executions/{executionId}", "authorizer": read},
+        {"method": "GET", "path": "/executions/{executionId}/report", "authorizer": read},
     ]
     assert [e["httpApi"] for e in FUNCTIONS["start"]["events"]] == [
         {"method": "POST", "path": "/executions", "authorizer": operate},
         {"method": "POST", "path": "/executions/{executionId}/resume", "authorizer": operate},
         {"method": "POST", "path": "/executions/{executionId}/cancel", "authorizer": operate},
+        {"method": "POST", "path": "/executions/{executionId}/cleanup", "authorizer": operate},
     ]
 
 
