@@ -337,15 +337,15 @@ def test_spoke_credentials_are_checked_against_the_spoke_role_not_the_function_s
     stack.calls_by_function.current = "start"
     job = start.start_recovery(sourceServers=[{"sourceServerID": sid}], isDrill=True, tags={"k": "v"})["job"]
     assert start.describe_jobs(maxResults=1)["items"][0]["jobID"] == job["jobID"]
-    error = refusal(start.describe_source_servers)  # not the start role's
-    assert error["Code"] == "AccessDeniedException" and "drs:DescribeSourceServers" in error["Message"]
+    error = refusal(lambda: start.describe_job_log_items(jobID=job["jobID"]))  # not the start role's
+    assert error["Code"] == "AccessDeniedException" and "drs:DescribeJobLogItems" in error["Message"]
 
     assert [(who, operation) for who, operation, _ in stack.calls_by_function.calls[since:]] == [
         ("spoke:observe", "drs:DescribeRecoveryInstances"),
         ("spoke:observe", "drs:StartRecovery"),
         ("spoke:start", "drs:StartRecovery"),
         ("spoke:start", "drs:DescribeJobs"),
-        ("spoke:start", "drs:DescribeSourceServers"),
+        ("spoke:start", "drs:DescribeJobLogItems"),
     ]
     assert [(who, operation) for who, operation, _ in stack.calls_by_function.calls[since - 3 : since]] == [
         ("start", "sts:AssumeRole"),

@@ -47,6 +47,8 @@ def test_http_api_answers_like_api_gateway(live: LiveStack) -> None:
     assert {(m, p) for m, p, _ in serverless.http_routes()} == {
         ("GET", "/executions"),
         ("GET", "/executions/{executionId}"),
+        ("GET", "/executions/{executionId}/report"),
+        ("POST", "/executions/{executionId}/cleanup"),
         ("POST", "/executions"),
         ("POST", "/executions/{executionId}/resume"),
         ("POST", "/executions/{executionId}/cancel"),
