@@ -16,6 +16,7 @@ gets the first answer instead of acting twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -155,8 +156,14 @@ def _operate(execution_id: str, operation: str) -> Response[str]:
         return error(400, "executionId must be a lowercase UUID4")
     executions = services().executions
     logger.append_keys(executionId=execution_id)
+    return _controlled(lambda: getattr(executions, operation)(execution_id), 200, f"execution {operation}d")
+
+
+def _controlled(act: Callable[[], ExecutionDocument], status: int, done: str) -> Response[str]:
+    """An operator's control on one execution, answered the one way every control is: the
+    document with `status`, 404 unknown, 409 wrong state (saying why), 503 busy (Retry-After)."""
     try:
-        document: ExecutionDocument = getattr(executions, operation)(execution_id)
+        document = act()
     except NotFound:
         return error(404, "execution not found")
     except WrongState as wrong:
@@ -165,8 +172,8 @@ def _operate(execution_id: str, operation: str) -> Response[str]:
         return error(
             503, f"temporarily unavailable, retry shortly ({busy})", headers={"Retry-After": RETRY_AFTER}
         )
-    logger.info(f"execution {operation}d")
-    return Response(200, JSON, document.model_dump_json(by_alias=True))
+    logger.info(done)
+    return Response(status, JSON, document.model_dump_json(by_alias=True))
 
 
 def _operate_once(execution_id: str, operation: str) -> Response[str]:
@@ -277,18 +284,12 @@ def _cleanup(execution_id: str) -> Response[str]:
             400, JSON, ErrorDocument(message="invalid clean-up request", problems=problems).model_dump_json()
         )
     logger.append_keys(executionId=execution_id)
-    try:
-        document = services().executions.cleanup(execution_id, confirm_recovery=request.confirm_recovery)
-    except NotFound:
-        return error(404, "execution not found")
-    except WrongState as wrong:
-        return error(409, str(wrong))
-    except TemporaryError as busy:
-        return error(
-            503, f"temporarily unavailable, retry shortly ({busy})", headers={"Retry-After": RETRY_AFTER}
-        )
-    logger.info("execution clean-up accepted")
-    return Response(202, JSON, document.model_dump_json(by_alias=True))
+    executions = services().executions
+    return _controlled(
+        lambda: executions.cleanup(execution_id, confirm_recovery=request.confirm_recovery),
+        202,
+        "execution clean-up accepted",
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)
